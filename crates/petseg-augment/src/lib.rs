@@ -1,0 +1,1 @@
+//! petseg-augment (work in progress).

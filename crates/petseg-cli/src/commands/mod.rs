@@ -1,0 +1,3 @@
+//! One module per `petseg` verb.
+
+pub mod info;

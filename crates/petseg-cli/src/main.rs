@@ -1,0 +1,36 @@
+//! `petseg`: lesion detection and segmentation in whole-body PET/CT.
+//!
+//! One verb per stage (see `petseg --help`). Each verb lives in its own module
+//! under `commands/`; this file only parses arguments and dispatches.
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// Lesion detection and segmentation in whole-body PET/CT.
+#[derive(Debug, Parser)]
+#[command(name = "petseg", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a volume's shape, dtype, spacing, orientation, affine and value range.
+    Info(commands::info::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(args) => commands::info::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

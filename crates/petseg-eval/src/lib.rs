@@ -1,0 +1,1 @@
+//! petseg-eval (work in progress).

@@ -1,0 +1,17 @@
+//! # petseg-io
+//!
+//! Owns the **volume model** ([`Volume`], [`Affine`]) and everything that
+//! moves volumes between disk and memory or between grids: NIfTI-1 read and
+//! write, reorientation, resampling, and the synthetic PSMA PET/CT cohort.
+//! It does not know about networks, losses or metrics.
+//!
+//! Conventions (SPEC §1): voxel arrays are indexed `(i, j, k)` in NIfTI order
+//! and stored i-fastest; affines map voxel indices to RAS+ millimetres.
+
+pub mod affine;
+pub mod error;
+pub mod volume;
+
+pub use affine::Affine;
+pub use error::{IoError, Result};
+pub use volume::Volume;

@@ -1,0 +1,1 @@
+//! petseg-losses (work in progress).

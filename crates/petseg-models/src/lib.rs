@@ -1,0 +1,1 @@
+//! petseg-models (work in progress).

@@ -1,0 +1,1 @@
+//! petseg-ops3d (work in progress).

@@ -1,0 +1,1 @@
+//! petseg-train (work in progress).

@@ -1,0 +1,5 @@
+//! `cargo xtask`: project chores.
+fn main() {
+    eprintln!("cargo xtask: no subcommands yet");
+    std::process::exit(2);
+}
