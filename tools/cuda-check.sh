@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Compile-checks the `cuda` feature on a machine without CUDA or a GPU.
+#
+# Lays out a CUDA 13.0 compiler from PyPI wheels (tools/cuda-toolchain.sh),
+# then builds the crates that have a `cuda` feature in a separate target dir so
+# that the CPU build cache is left alone. The resulting binaries need a GPU
+# machine's CUDA 13 libraries to start.
+#
+# usage: tools/cuda-check.sh [TOOLKIT_DIR] (default: target-cuda/toolkit)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tk_dir=${1:-target-cuda/toolkit}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target-cuda}
+cargo fetch --quiet
+if [ ! -x "$tk_dir/nvidia/cu13/bin/nvcc" ]; then
+    bash tools/cuda-toolchain.sh "$tk_dir"
+fi
+tk=$(cd "$tk_dir/nvidia/cu13" && pwd)
+export CUDA_HOME=$tk PATH=$tk/bin:$PATH CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90} CUDARC_CUDA_VERSION=13000
+cargo build --release -p petseg-ops3d --features cuda --examples
+echo "cuda feature compiles"
