@@ -10,6 +10,9 @@
 
 pub mod affine;
 pub mod error;
+pub mod nifti;
+pub mod orient;
+pub mod resample;
 pub mod volume;
 
 pub use affine::Affine;

@@ -26,13 +26,14 @@ impl<T: Clone> Volume<T> {
     pub fn new(data: Array3<T>, affine: Affine) -> Self {
         let data = if data.t().is_standard_layout() {
             data
-        } else {
-            let mut f = Array3::from_elem(data.raw_dim().f(), data[[0, 0, 0]].clone());
-            if data.is_empty() {
-                return Volume { data, affine };
-            }
+        } else if let Some(first) = data.iter().next() {
+            let mut f = Array3::from_elem(data.raw_dim().f(), first.clone());
             f.assign(&data);
             f
+        } else {
+            // No voxel: nothing to copy, and no element to index.
+            Array3::from_shape_vec(data.raw_dim().f(), Vec::new())
+                .expect("an empty shape holds an empty vector")
         };
         Volume { data, affine }
     }
