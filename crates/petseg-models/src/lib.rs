@@ -1,1 +1,86 @@
-//! petseg-models (work in progress).
+//! # petseg-models — MONAI's SegResNet and Attention U-Net on candle
+//!
+//! This crate owns the two networks of the study (SPEC §4), written so that they are
+//! MONAI's networks parameter for parameter:
+//!
+//! * [`SegResNet`] — MONAI `SegResNet` (GroupNorm ResBlocks, stride-2 conv down-sampling,
+//!   trilinear ×2 or transposed-conv up-sampling);
+//! * [`AttentionUnet`] — MONAI `AttentionUnet` (Conv–BatchNorm–ReLU blocks, strided-conv
+//!   down-sampling, transposed-conv up-sampling, additive sigmoid attention gates,
+//!   InstanceNorm + PReLU merge convs);
+//! * the [`Segmenter`] trait, by which training and inference hold either network;
+//! * [`ModelConfig`], the serde registry (`name = "segresnet" | "attention_unet"`) with
+//!   the study's defaults, validation, `build`, seeded `build_seeded`, key/shape listing
+//!   and parameter counts;
+//! * [`weights`]: loading MONAI/PyTorch checkpoints (safetensors, `torch.save` zip
+//!   `.pt`/`.pth`, `{"state_dict": …}` wrappers, DDP `module.` prefixes) all-or-nothing
+//!   with a precise error, and saving ours as safetensors under the same keys.
+//!
+//! It does **not** own the 3-D operators (conv3d, transposed conv, trilinear
+//! up-sampling, GroupNorm/InstanceNorm kernels: `petseg-ops3d`), losses
+//! (`petseg-losses`), the optimiser loop, checkpoints of a training run (optimiser state,
+//! epoch, …) or sliding-window inference (`petseg-train`).
+//!
+//! ## Parameter names
+//!
+//! Every parameter's `VarBuilder` path is MONAI's `state_dict` key (`convInit.conv.weight`,
+//! `model.1.attention.W_g.1.running_mean`, …), so a MONAI checkpoint loads without
+//! conversion and our safetensors load into MONAI with `strict=True`. BatchNorm running
+//! statistics are variables in the `VarMap` (candle-nn's `BatchNorm`); they receive no
+//! gradient, so an optimiser over `varmap.all_vars()` leaves them alone. PyTorch's
+//! `num_batches_tracked` is not kept (see [`weights`]).
+//!
+//! ## Determinism
+//!
+//! [`ModelConfig::build_seeded`] draws every parameter from `ChaCha8Rng::seed_from_u64(seed)`
+//! with PyTorch's default initialisers (conv weight and bias `U(±1/√fan_in)`, i.e.
+//! kaiming-uniform with a = √5; norm weights 1, biases 0; PReLU 0.25), in sorted-name
+//! order: the same seed gives bit-identical weights. Dropout masks come from stream 1 of
+//! the same seed ([`Segmenter::set_dropout_seed`] restarts it), never from candle's
+//! unseedable RNG.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use candle_core::{Device, Tensor};
+//! use candle_nn::VarMap;
+//! use petseg_models::{weights, ModelConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cfg: ModelConfig = toml::from_str("name = \"segresnet\"\ninit_filters = 16")?;
+//! assert_eq!(cfg.param_count()?, 4_701_346); // as MONAI 1.6
+//! let varmap = VarMap::new();
+//! let net = cfg.build_seeded(&varmap, 42, &Device::Cpu)?;
+//! weights::load_weights(&varmap, "monai_checkpoint.pt".as_ref())?; // optional
+//! let x = Tensor::zeros((1, 2, 32, 32, 32), candle_core::DType::F32, &Device::Cpu)?;
+//! let logits = net.forward_t(&x, false)?; // [1, 2, 32, 32, 32]
+//! weights::save_weights(&varmap, "ours.safetensors".as_ref())?;
+//! # let _ = logits; Ok(()) }
+//! ```
+//!
+//! ## Checked against MONAI
+//!
+//! `tests/fixtures/` holds MONAI 1.6.1 references made by `scripts/make_fixtures.py`:
+//! the state-dict keys and shapes of the study configurations, and small models with
+//! their eval output and one train-mode step (loss, gradients, running statistics).
+//! See `tests/parity.rs` and `tests/keys.rs`.
+//!
+//! ## Benchmarks
+//!
+//! See the crate's `README.md` (`cargo bench -p petseg-models --bench models`, with
+//! `scripts/bench_monai.py` as the PyTorch peer).
+
+mod attention_unet;
+mod config;
+mod error;
+mod init;
+mod layers;
+mod segmenter;
+mod segresnet;
+pub mod weights;
+
+pub use attention_unet::AttentionUnet;
+pub use config::{is_buffer, AttentionUnetConfig, ModelConfig, SegResNetConfig, UpsampleMode};
+pub use error::{ModelError, Result};
+pub use segmenter::Segmenter;
+pub use segresnet::SegResNet;
