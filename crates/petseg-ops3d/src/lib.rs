@@ -1,1 +1,81 @@
-//! petseg-ops3d (work in progress).
+//! # petseg-ops3d — the 3-D operators candle 0.11 lacks
+//!
+//! candle 0.11.1 has no operator for 5-D tensors `[N, C, D, H, W]`: no conv3d,
+//! no transposed conv3d, no 3-D pooling, no trilinear up-sampling. This crate
+//! provides them as candle custom ops with hand-written backward passes, so
+//! `Tensor::backward()` works through them:
+//!
+//! | function | PyTorch equivalent | gradients |
+//! |---|---|---|
+//! | [`conv3d`] | `F.conv3d` (stride, padding, dilation, groups) | x, w, bias |
+//! | [`conv_transpose3d`] | `F.conv_transpose3d` (stride, padding, output_padding, dilation) | x, w, bias |
+//! | [`max_pool3d`] | `F.max_pool3d` (first argmax on ties) | x |
+//! | [`avg_pool3d`] | `F.avg_pool3d` (`count_include_pad=True`) | x |
+//! | [`upsample_trilinear3d`] | `F.interpolate(mode="trilinear")`, both `align_corners` | x |
+//! | [`upsample_nearest3d`] | `F.interpolate(mode="nearest")` | x |
+//! | [`group_norm`], [`instance_norm`] | `F.group_norm`, `F.instance_norm` (fused) | x, gamma, beta |
+//! | [`init`] | PyTorch's default Conv3d/ConvTranspose3d init, seeded | — |
+//!
+//! **Owns:** the kernels (CPU; CUDA behind the `cuda` feature), their autograd
+//! rules, shape checking, and seeded initialisation. **Does not own:** layers
+//! with parameters, networks, losses, optimisers (see `petseg-models` and
+//! `petseg-train`); element-wise ops, BatchNorm, activations (candle has them).
+//!
+//! ## Dtypes and devices
+//! * CPU: f32 and f64 kernels (f64 is what the finite-difference gradient
+//!   tests use); f16/bf16 inputs are cast to f32 in the wrapper and the result
+//!   cast back (autograd flows through the casts).
+//! * CUDA (`--features cuda`, which forwards to `candle-core/cuda` and needs
+//!   nvcc at build time): f32 kernels compiled at run time with NVRTC, conv
+//!   through im2col/col2im + cuBLAS sgemm; other dtypes are cast to f32.
+//! * Inputs may be non-contiguous; they are copied to contiguous ones first.
+//!
+//! ## Example
+//! ```
+//! use candle_core::{Device, Tensor, Var};
+//! use petseg_ops3d::{conv3d, group_norm, upsample_trilinear3d, Conv3dConfig, UpsampleTarget};
+//! # fn main() -> candle_core::Result<()> {
+//! let dev = Device::Cpu;
+//! let x = Var::from_tensor(&Tensor::randn(0f32, 1., (1, 2, 8, 8, 8), &dev)?)?;
+//! let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, (4, 2, 3, 3, 3), &dev)?)?;
+//! let cfg = Conv3dConfig { stride: [2; 3], padding: [1; 3], ..Default::default() };
+//! let y = conv3d(x.as_tensor(), w.as_tensor(), None, &cfg)?; // [1, 4, 4, 4, 4]
+//! let y = group_norm(&y, 2, None, None, 1e-5)?.relu()?;
+//! let y = upsample_trilinear3d(&y, UpsampleTarget::Scale([2.0; 3]), false)?;
+//! assert_eq!(y.dims(), [1, 4, 8, 8, 8]);
+//! let grads = y.sqr()?.sum_all()?.backward()?;
+//! assert_eq!(grads.get(&w).unwrap().dims(), [4, 2, 3, 3, 3]);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Algorithms
+//! * Convolution (CPU): im2col over tiles of whole output rows (≤ 1 MiB of
+//!   column buffer per task) and `gemm::gemm` (single-threaded) inside rayon
+//!   tasks over (sample, tile). The input gradient computes `Wᵀ·gy` per tile
+//!   and scatters it back (col2im); tiles are slabs of output depth planes,
+//!   processed in two phases (even, odd) so that no two concurrent slabs write
+//!   the same input plane. The weight gradient reduces per-task accumulators.
+//!   1×1×1 stride-1 convolutions skip im2col. A transposed convolution runs the
+//!   input-gradient kernel forward and the forward kernel backward.
+//! * Pooling and up-sampling: direct loops, rayon over `N·C` planes; backward
+//!   is the exact adjoint (scatter-add into the plane owned by the task).
+//!   Trilinear uses per-axis tables of `(i0, i1, λ0, λ1)` computed as PyTorch
+//!   does (in f32, with `1/scale` when a scale factor is given).
+//! * Norms: statistics in f64, one fused pass each for y, dx and (dγ, dβ).
+
+mod conv;
+mod elem;
+mod error;
+pub mod init;
+mod norm;
+mod pool;
+mod upsample;
+
+#[cfg(feature = "cuda")]
+mod cuda;
+
+pub use conv::{conv3d, conv_transpose3d, Conv3dConfig, ConvTranspose3dConfig};
+pub use error::Ops3dError;
+pub use norm::{group_norm, instance_norm};
+pub use pool::{avg_pool3d, max_pool3d};
+pub use upsample::{upsample_nearest3d, upsample_trilinear3d, UpsampleTarget};

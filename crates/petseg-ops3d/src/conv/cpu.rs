@@ -1,0 +1,437 @@
+//! CPU kernels of the convolution family: forward, input gradient (col2im) and
+//! weight gradient, written as im2col over small tiles of output rows plus the
+//! `gemm` crate (single-threaded inside each tile; rayon across tiles).
+//!
+//! Memory: each rayon task owns one column buffer of at most
+//! [`COL_BUDGET_BYTES`]; nothing proportional to the volume is allocated apart
+//! from the result itself.
+
+use super::geom::ConvGeom;
+use crate::elem::{Elem, SharedMut};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+/// Upper bound of one im2col tile (rows `krows` × columns) in bytes: large
+/// enough for efficient gemm panels, small enough to stay in L2/L3.
+const COL_BUDGET_BYTES: usize = 1 << 20;
+
+/// How the `do·ho` output rows (each `wo` voxels long) are cut into tiles.
+#[derive(Clone, Copy, Debug)]
+struct TilePlan {
+    rows: usize,
+    rows_per_tile: usize,
+}
+
+impl TilePlan {
+    fn new(g: &ConvGeom, elem_bytes: usize, min_tiles: usize) -> Self {
+        let [od, oh, ow] = g.output;
+        let rows = od * oh;
+        let by_budget = (COL_BUDGET_BYTES / (g.krows().max(1) * ow.max(1) * elem_bytes)).max(1);
+        // keep enough tiles so that every thread has work
+        let by_parallelism = rows.div_ceil(min_tiles.max(1)).max(1);
+        TilePlan {
+            rows,
+            rows_per_tile: by_budget.min(by_parallelism),
+        }
+    }
+    fn count(&self) -> usize {
+        self.rows.div_ceil(self.rows_per_tile)
+    }
+    /// Output rows `[r0, r1)` of tile `i`.
+    fn tile(&self, i: usize) -> (usize, usize) {
+        let r0 = i * self.rows_per_tile;
+        (r0, (r0 + self.rows_per_tile).min(self.rows))
+    }
+}
+
+/// Tiles each batch item is cut into, aiming at a few tasks per thread.
+fn min_tiles_per_item(g: &ConvGeom) -> usize {
+    (4 * rayon::current_num_threads()).div_ceil(g.n.max(1))
+}
+
+/// Valid output-column range `[lo, hi)` along W for each kernel tap `kx`:
+/// those `ow` whose input column `ow·sw + kx·dw − pw` lies inside `[0, iw)`.
+fn w_ranges(g: &ConvGeom) -> Vec<(usize, usize)> {
+    let (iw, ow, sw, pw, dw) = (
+        g.input[2],
+        g.output[2],
+        g.stride[2],
+        g.padding[2],
+        g.dilation[2],
+    );
+    (0..g.kernel[2])
+        .map(|kx| {
+            let off = (kx * dw) as isize - pw as isize;
+            let lo = if off >= 0 {
+                0
+            } else {
+                ((-off) as usize).div_ceil(sw)
+            };
+            let last = iw as isize - 1 - off;
+            let hi = if last < 0 {
+                0
+            } else {
+                ow.min(last as usize / sw + 1)
+            };
+            (lo.min(hi), hi)
+        })
+        .collect()
+}
+
+/// Input row index `(iz, iy)` read by output row `r` at taps `(kz, ky)`, or
+/// `None` if it falls into the padding.
+#[inline]
+fn input_row(g: &ConvGeom, r: usize, kz: usize, ky: usize) -> Option<usize> {
+    let oh_n = g.output[1];
+    let (od, oh) = (r / oh_n, r % oh_n);
+    let iz = (od * g.stride[0] + kz * g.dilation[0]) as isize - g.padding[0] as isize;
+    let iy = (oh * g.stride[1] + ky * g.dilation[1]) as isize - g.padding[1] as isize;
+    let (id, ih) = (g.input[0] as isize, g.input[1] as isize);
+    (iz >= 0 && iz < id && iy >= 0 && iy < ih).then(|| (iz * ih + iy) as usize)
+}
+
+/// Fills `col [krows, (r1−r0)·wo]` (row = (ci, kz, ky, kx), column = output
+/// voxel) from the channels of one group, `xg [cg, in_vol]`.
+fn im2col<T: Elem>(
+    g: &ConvGeom,
+    xg: &[T],
+    r0: usize,
+    r1: usize,
+    wr: &[(usize, usize)],
+    col: &mut [T],
+) {
+    let zero = T::from_f64(0.0);
+    let [kd, kh, kw] = g.kernel;
+    let (iw, wo, sw) = (g.input[2], g.output[2], g.stride[2]);
+    let t = (r1 - r0) * wo;
+    let in_vol = g.in_vol();
+    for ci in 0..g.cg() {
+        let xc = &xg[ci * in_vol..(ci + 1) * in_vol];
+        for kz in 0..kd {
+            for ky in 0..kh {
+                for (kx, &(lo, hi)) in wr.iter().enumerate() {
+                    let row = ((ci * kd + kz) * kh + ky) * kw + kx;
+                    let dst = &mut col[row * t..(row + 1) * t];
+                    let off = (kx * g.dilation[2]) as isize - g.padding[2] as isize;
+                    for r in r0..r1 {
+                        let drow = &mut dst[(r - r0) * wo..(r - r0 + 1) * wo];
+                        let Some(irow) = input_row(g, r, kz, ky) else {
+                            drow.fill(zero);
+                            continue;
+                        };
+                        let xrow = &xc[irow * iw..(irow + 1) * iw];
+                        drow[..lo].fill(zero);
+                        drow[hi..].fill(zero);
+                        if hi > lo {
+                            let s0 = (lo as isize * sw as isize + off) as usize;
+                            if sw == 1 {
+                                drow[lo..hi].copy_from_slice(&xrow[s0..s0 + hi - lo]);
+                            } else {
+                                for (j, d) in drow[lo..hi].iter_mut().enumerate() {
+                                    *d = xrow[s0 + j * sw];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adjoint of [`im2col`]: adds `col` into the channels of one group starting
+/// at `gxg`.
+///
+/// # Safety
+/// `gxg` must point to `cg·in_vol` writable elements, and no other thread may
+/// touch the input rows read by output rows `[r0, r1)` at the same time.
+unsafe fn col2im<T: Elem>(
+    g: &ConvGeom,
+    col: &[T],
+    r0: usize,
+    r1: usize,
+    wr: &[(usize, usize)],
+    gxg: *mut T,
+) {
+    let [kd, kh, kw] = g.kernel;
+    let (iw, wo, sw) = (g.input[2], g.output[2], g.stride[2]);
+    let t = (r1 - r0) * wo;
+    let in_vol = g.in_vol();
+    for ci in 0..g.cg() {
+        for kz in 0..kd {
+            for ky in 0..kh {
+                for (kx, &(lo, hi)) in wr.iter().enumerate() {
+                    if hi <= lo {
+                        continue;
+                    }
+                    let row = ((ci * kd + kz) * kh + ky) * kw + kx;
+                    let src = &col[row * t..(row + 1) * t];
+                    let off = (kx * g.dilation[2]) as isize - g.padding[2] as isize;
+                    for r in r0..r1 {
+                        let Some(irow) = input_row(g, r, kz, ky) else {
+                            continue;
+                        };
+                        let srow = &src[(r - r0) * wo + lo..(r - r0) * wo + hi];
+                        let s0 = (lo as isize * sw as isize + off) as usize;
+                        // SAFETY: in bounds of channel ci (irow < id·ih, s0 + j·sw < iw);
+                        // exclusive per the function contract.
+                        unsafe {
+                            let base = gxg.add(ci * in_vol + irow * iw + s0);
+                            for (j, &v) in srow.iter().enumerate() {
+                                *base.add(j * sw) += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` with explicit (column, row) strides,
+/// single-threaded (we parallelise across tiles).
+///
+/// # Safety
+/// All pointers must be valid for the given shapes and strides.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul<T: Elem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: (*mut T, isize, isize),
+    accumulate: bool,
+    lhs: (*const T, isize, isize),
+    rhs: (*const T, isize, isize),
+) {
+    let (zero, one) = (T::from_f64(0.0), T::from_f64(1.0));
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.1,
+            dst.2,
+            accumulate,
+            lhs.0,
+            lhs.1,
+            lhs.2,
+            rhs.0,
+            rhs.1,
+            rhs.2,
+            if accumulate { one } else { zero },
+            one,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// Forward convolution: `y [n, o, out]` from `x [n, c, in]` and `w [o, cg, k]`.
+pub(crate) fn conv_fwd<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
+    let mut y = vec![T::from_f64(0.0); g.y_len()];
+    let plan = TilePlan::new(g, std::mem::size_of::<T>(), min_tiles_per_item(g));
+    let wr = w_ranges(g);
+    let (in_vol, out_vol, krows, cg, og, wo) = (
+        g.in_vol(),
+        g.out_vol(),
+        g.krows(),
+        g.cg(),
+        g.og(),
+        g.output[2],
+    );
+    let yp = SharedMut(y.as_mut_ptr());
+    let tasks: Vec<(usize, usize)> = (0..g.n)
+        .flat_map(|b| (0..plan.count()).map(move |t| (b, t)))
+        .collect();
+    tasks
+        .par_iter()
+        .for_each_init(Vec::new, |col: &mut Vec<T>, &(b, ti)| {
+            let (r0, r1) = plan.tile(ti);
+            let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
+            for grp in 0..g.groups {
+                let xg = &x[(b * g.c + grp * cg) * in_vol..][..cg * in_vol];
+                let rhs = if g.is_pointwise() {
+                    (xg[p0..].as_ptr(), 1, in_vol as isize)
+                } else {
+                    col.resize(krows * cols, T::from_f64(0.0));
+                    im2col(g, xg, r0, r1, &wr, col);
+                    (col.as_ptr(), 1, cols as isize)
+                };
+                // SAFETY: tile (b, ti) writes columns [p0, p0+cols) of its own rows
+                // of y; tiles are disjoint.
+                unsafe {
+                    let dst = yp.ptr().add((b * g.o + grp * og) * out_vol + p0);
+                    matmul(
+                        og,
+                        cols,
+                        krows,
+                        (dst, 1, out_vol as isize),
+                        false,
+                        (w[grp * og * krows..].as_ptr(), 1, krows as isize),
+                        rhs,
+                    );
+                }
+            }
+        });
+    y
+}
+
+/// Input gradient (also the transposed-convolution forward):
+/// `gx [n, c, in]` from `gy [n, o, out]` and `w [o, cg, k]`.
+///
+/// Per tile `col = W_gᵀ · gy_tile`, then col2im. Tiles are slabs of output
+/// depth planes thick enough that slabs two apart never touch the same input
+/// plane, so all even slabs run in parallel, then all odd ones.
+pub(crate) fn conv_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
+    let mut gx = vec![T::from_f64(0.0); g.x_len()];
+    let (in_vol, out_vol, krows, cg, og, wo, oh) = (
+        g.in_vol(),
+        g.out_vol(),
+        g.krows(),
+        g.cg(),
+        g.og(),
+        g.output[2],
+        g.output[1],
+    );
+    let gxp = SharedMut(gx.as_mut_ptr());
+    let lhs_t = |grp: usize| (w[grp * og * krows..].as_ptr(), krows as isize, 1isize);
+    if g.is_pointwise() {
+        let plan = TilePlan::new(g, std::mem::size_of::<T>(), min_tiles_per_item(g));
+        let tasks: Vec<(usize, usize)> = (0..g.n)
+            .flat_map(|b| (0..plan.count()).map(move |t| (b, t)))
+            .collect();
+        tasks.par_iter().for_each(|&(b, ti)| {
+            let (r0, r1) = plan.tile(ti);
+            let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
+            for grp in 0..g.groups {
+                // SAFETY: pointwise: the tile writes only its own columns of gx.
+                unsafe {
+                    let dst = gxp.ptr().add((b * g.c + grp * cg) * in_vol + p0);
+                    let rhs = gy[(b * g.o + grp * og) * out_vol + p0..].as_ptr();
+                    matmul(
+                        cg,
+                        cols,
+                        og,
+                        (dst, 1, in_vol as isize),
+                        false,
+                        lhs_t(grp),
+                        (rhs, 1, out_vol as isize),
+                    );
+                }
+            }
+        });
+        return gx;
+    }
+    let slab = ((g.kernel[0] - 1) * g.dilation[0] / g.stride[0]).max(1);
+    let nslabs = g.output[0].div_ceil(slab);
+    let plan = TilePlan::new(g, std::mem::size_of::<T>(), 1);
+    let wr = w_ranges(g);
+    for phase in 0..2 {
+        let tasks: Vec<(usize, usize)> = (0..g.n)
+            .flat_map(|b| (phase..nslabs).step_by(2).map(move |s| (b, s)))
+            .collect();
+        tasks
+            .par_iter()
+            .for_each_init(Vec::new, |col: &mut Vec<T>, &(b, s)| {
+                let row_end = ((s + 1) * slab).min(g.output[0]) * oh;
+                let mut r0 = s * slab * oh;
+                while r0 < row_end {
+                    let r1 = (r0 + plan.rows_per_tile).min(row_end);
+                    let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
+                    col.resize(krows * cols, T::from_f64(0.0));
+                    for grp in 0..g.groups {
+                        // SAFETY: col is krows×cols; gy/w ranges in bounds. col2im:
+                        // slabs of one phase read disjoint input planes (see above).
+                        unsafe {
+                            let rhs = gy[(b * g.o + grp * og) * out_vol + p0..].as_ptr();
+                            matmul(
+                                krows,
+                                cols,
+                                og,
+                                (col.as_mut_ptr(), 1, cols as isize),
+                                false,
+                                lhs_t(grp),
+                                (rhs, 1, out_vol as isize),
+                            );
+                            col2im(
+                                g,
+                                col,
+                                r0,
+                                r1,
+                                &wr,
+                                gxp.ptr().add((b * g.c + grp * cg) * in_vol),
+                            );
+                        }
+                    }
+                    r0 = r1;
+                }
+            });
+    }
+    gx
+}
+
+/// Weight gradient: `gw [o, cg, k] = Σ_tiles gy_tile · col_tileᵀ`, with one
+/// accumulator per rayon split, summed at the end.
+pub(crate) fn conv_wgrad<T: Elem>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
+    let zero = T::from_f64(0.0);
+    let plan = TilePlan::new(g, std::mem::size_of::<T>(), min_tiles_per_item(g));
+    let wr = w_ranges(g);
+    let (in_vol, out_vol, krows, cg, og, wo) = (
+        g.in_vol(),
+        g.out_vol(),
+        g.krows(),
+        g.cg(),
+        g.og(),
+        g.output[2],
+    );
+    let tasks: Vec<(usize, usize)> = (0..g.n)
+        .flat_map(|b| (0..plan.count()).map(move |t| (b, t)))
+        .collect();
+    tasks
+        .par_iter()
+        .fold(
+            || (vec![zero; g.w_len()], Vec::new()),
+            |(mut acc, mut col): (Vec<T>, Vec<T>), &(b, ti)| {
+                let (r0, r1) = plan.tile(ti);
+                let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
+                for grp in 0..g.groups {
+                    let xg = &x[(b * g.c + grp * cg) * in_vol..][..cg * in_vol];
+                    // rhs = colᵀ [cols × krows]
+                    let rhs = if g.is_pointwise() {
+                        (xg[p0..].as_ptr(), in_vol as isize, 1)
+                    } else {
+                        col.resize(krows * cols, zero);
+                        im2col(g, xg, r0, r1, &wr, &mut col);
+                        (col.as_ptr(), cols as isize, 1)
+                    };
+                    // SAFETY: acc is o×krows, owned by this fold; gy tile in bounds.
+                    unsafe {
+                        let lhs = gy[(b * g.o + grp * og) * out_vol + p0..].as_ptr();
+                        let dst = acc.as_mut_ptr().add(grp * og * krows);
+                        matmul(
+                            og,
+                            krows,
+                            cols,
+                            (dst, 1, krows as isize),
+                            true,
+                            (lhs, 1, out_vol as isize),
+                            rhs,
+                        );
+                    }
+                }
+                (acc, col)
+            },
+        )
+        .map(|(acc, _)| acc)
+        .reduce(
+            || vec![zero; g.w_len()],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
+                a
+            },
+        )
+}

@@ -1,0 +1,403 @@
+//! `conv3d` and `conv_transpose3d` with autograd.
+//!
+//! Both are built from three kernels on one [`ConvGeom`]: forward, input
+//! gradient and weight gradient. A transposed convolution *is* the input
+//! gradient of a convolution, so its forward uses the input-gradient kernel,
+//! its input gradient the forward kernel, and its weight gradient the
+//! weight-gradient kernel with the roles of input and output swapped.
+
+pub(crate) mod cpu;
+pub(crate) mod geom;
+
+use crate::elem::{compute_dtype, contiguous, dims5, dispatch_float, dtype_of, prepare, storage};
+use crate::error::{config_err, shape_err, unsupported};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use geom::{conv_out_len, ConvGeom};
+
+/// Hyper-parameters of [`conv3d`], per axis in (D, H, W) order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv3dConfig {
+    /// Step between output voxels (≥ 1).
+    pub stride: [usize; 3],
+    /// Zero padding added on both sides.
+    pub padding: [usize; 3],
+    /// Spacing between kernel taps (≥ 1).
+    pub dilation: [usize; 3],
+    /// Channel groups: input and output channels must both be divisible by it.
+    pub groups: usize,
+}
+
+impl Default for Conv3dConfig {
+    /// Stride 1, no padding, no dilation, one group (PyTorch's defaults).
+    fn default() -> Self {
+        Conv3dConfig {
+            stride: [1; 3],
+            padding: [0; 3],
+            dilation: [1; 3],
+            groups: 1,
+        }
+    }
+}
+
+/// Hyper-parameters of [`conv_transpose3d`], per axis in (D, H, W) order, with
+/// PyTorch's meaning (`ConvTranspose3d`); groups are not supported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTranspose3dConfig {
+    /// Stride of the convolution this op is the transpose of (≥ 1).
+    pub stride: [usize; 3],
+    /// Padding of that convolution: removes `dilation·(k−1) − padding` ... from
+    /// each side of the full transposed output.
+    pub padding: [usize; 3],
+    /// Extra size added to one side of the output; must be smaller than the
+    /// stride or the dilation (as in PyTorch).
+    pub output_padding: [usize; 3],
+    /// Spacing between kernel taps (≥ 1).
+    pub dilation: [usize; 3],
+}
+
+impl Default for ConvTranspose3dConfig {
+    /// Stride 1, no padding, no output padding, no dilation.
+    fn default() -> Self {
+        ConvTranspose3dConfig {
+            stride: [1; 3],
+            padding: [0; 3],
+            output_padding: [0; 3],
+            dilation: [1; 3],
+        }
+    }
+}
+
+/// Which of the three kernels an op runs, and therefore its inputs/output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConvKind {
+    /// `(x, w) → y`; backward = (InputGrad, WeightGrad).
+    Conv,
+    /// `(gy, w) → gx`; no backward.
+    InputGrad,
+    /// `(x, gy) → gw`; no backward.
+    WeightGrad,
+    /// Transposed convolution `(x_t, w) → y_t`, computed as InputGrad of the
+    /// adjoint convolution; backward = (Conv, WeightGrad).
+    Transposed,
+}
+
+/// A convolution kernel as a candle custom op.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvOp {
+    pub geom: ConvGeom,
+    pub kind: ConvKind,
+}
+
+impl ConvOp {
+    fn out_shape(&self) -> Shape {
+        let g = &self.geom;
+        let [d, h, w] = match self.kind {
+            ConvKind::Conv => g.output,
+            ConvKind::InputGrad | ConvKind::Transposed => g.input,
+            ConvKind::WeightGrad => g.kernel,
+        };
+        match self.kind {
+            ConvKind::Conv => Shape::from((g.n, g.o, d, h, w)),
+            ConvKind::InputGrad | ConvKind::Transposed => Shape::from((g.n, g.c, d, h, w)),
+            ConvKind::WeightGrad => Shape::from((g.o, g.cg(), d, h, w)),
+        }
+    }
+    /// Expected element counts of the two inputs.
+    fn in_lens(&self) -> (usize, usize) {
+        let g = &self.geom;
+        match self.kind {
+            ConvKind::Conv => (g.x_len(), g.w_len()),
+            ConvKind::InputGrad | ConvKind::Transposed => (g.y_len(), g.w_len()),
+            ConvKind::WeightGrad => (g.x_len(), g.y_len()),
+        }
+    }
+    fn run_cpu<T: crate::elem::Elem>(&self, a: &[T], b: &[T]) -> Result<CpuStorage> {
+        let (la, lb) = self.in_lens();
+        if a.len() != la || b.len() != lb {
+            return Err(shape_err(
+                self.name(),
+                format!(
+                    "kernel inputs have {} and {} elements, expected {la} and {lb}",
+                    a.len(),
+                    b.len()
+                ),
+            ));
+        }
+        let g = &self.geom;
+        let out = match self.kind {
+            ConvKind::Conv => cpu::conv_fwd(g, a, b),
+            ConvKind::InputGrad | ConvKind::Transposed => cpu::conv_dgrad(g, a, b),
+            ConvKind::WeightGrad => cpu::conv_wgrad(g, a, b),
+        };
+        Ok(storage(out))
+    }
+}
+
+impl CustomOp2 for ConvOp {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            ConvKind::Conv => "conv3d",
+            ConvKind::InputGrad => "conv3d-input-grad",
+            ConvKind::WeightGrad => "conv3d-weight-grad",
+            ConvKind::Transposed => "conv-transpose3d",
+        }
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if dtype_of(s1) != dtype_of(s2) {
+            return Err(unsupported(
+                self.name(),
+                format!("mixed dtypes {:?} and {:?}", dtype_of(s1), dtype_of(s2)),
+            ));
+        }
+        let storage = dispatch_float!(self.name(), s1, T => {
+            self.run_cpu::<T>(contiguous(self.name(), s1, l1)?, contiguous(self.name(), s2, l2)?)
+        })?;
+        Ok((storage, self.out_shape()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (la, lb) = self.in_lens();
+        let out =
+            crate::cuda::conv::run(self.name(), self.kind, &self.geom, s1, l1, la, s2, l2, lb)?;
+        Ok((out, self.out_shape()))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let op = |kind| ConvOp {
+            geom: self.geom,
+            kind,
+        };
+        match self.kind {
+            ConvKind::Conv => {
+                // a = x, b = w
+                let gx = grad.apply_op2_no_bwd(b, &op(ConvKind::InputGrad))?;
+                let gw = a.apply_op2_no_bwd(&grad, &op(ConvKind::WeightGrad))?;
+                Ok((Some(gx), Some(gw)))
+            }
+            ConvKind::Transposed => {
+                // a = x_t (the adjoint conv's output), b = w; grad lives on the adjoint conv's input
+                let gx = grad.apply_op2_no_bwd(b, &op(ConvKind::Conv))?;
+                let gw = grad.apply_op2_no_bwd(a, &op(ConvKind::WeightGrad))?;
+                Ok((Some(gx), Some(gw)))
+            }
+            ConvKind::InputGrad | ConvKind::WeightGrad => {
+                Err(candle_core::Error::BackwardNotSupported { op: self.name() })
+            }
+        }
+    }
+}
+
+fn check_positive(op: &'static str, field: &str, v: [usize; 3]) -> Result<()> {
+    if v.contains(&0) {
+        return Err(config_err(
+            op,
+            format!("{field} must be ≥ 1 on every axis, got {v:?}"),
+        ));
+    }
+    Ok(())
+}
+
+const AXES: [&str; 3] = ["D", "H", "W"];
+
+/// Adds `bias [o]` over dim 1 of a 5-D result (autograd through candle).
+fn add_bias(op: &'static str, y: Tensor, bias: Option<&Tensor>, o: usize) -> Result<Tensor> {
+    let Some(bias) = bias else { return Ok(y) };
+    if bias.dims() != [o] {
+        return Err(shape_err(
+            op,
+            format!(
+                "bias must have shape [{o}] (one value per output channel), got {:?}",
+                bias.dims()
+            ),
+        ));
+    }
+    y.broadcast_add(&bias.to_dtype(y.dtype())?.reshape((1, o, 1, 1, 1))?)
+}
+
+/// 3-D convolution (cross-correlation, like `torch.nn.functional.conv3d`).
+///
+/// `x [N, C, D, H, W]`, `w [O, C/groups, kd, kh, kw]`, optional `bias [O]` →
+/// `[N, O, D', H', W']` with `D' = (D + 2p − dil·(k−1) − 1)/s + 1` per axis.
+/// Autograd: gradients for `x`, `w` and `bias`. f32 and f64 run natively on
+/// the CPU (f32 on CUDA); f16/bf16 are computed in f32 and cast back.
+/// Non-contiguous inputs are copied to contiguous ones first.
+pub fn conv3d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, cfg: &Conv3dConfig) -> Result<Tensor> {
+    const OP: &str = "conv3d";
+    let [n, c, id, ih, iw] = dims5(OP, "input x", x)?;
+    let [o, cg, kd, kh, kw] = dims5(OP, "weight w", w)?;
+    check_positive(OP, "stride", cfg.stride)?;
+    check_positive(OP, "dilation", cfg.dilation)?;
+    let groups = cfg.groups;
+    if groups == 0 || c % groups != 0 || o % groups != 0 {
+        return Err(config_err(
+            OP,
+            format!("groups = {groups} must be ≥ 1 and divide the input channels ({c}) and the output channels ({o})"),
+        ));
+    }
+    if cg != c / groups {
+        return Err(shape_err(
+            OP,
+            format!(
+                "weight dim 1 (input channels per group) is {cg}, expected C/groups = {c}/{groups} = {}",
+                c / groups
+            ),
+        ));
+    }
+    if x.dtype() != w.dtype() {
+        return Err(shape_err(
+            OP,
+            format!(
+                "input dtype {:?} differs from weight dtype {:?}",
+                x.dtype(),
+                w.dtype()
+            ),
+        ));
+    }
+    let input = [id, ih, iw];
+    let kernel = [kd, kh, kw];
+    let mut output = [0; 3];
+    for a in 0..3 {
+        output[a] =
+            conv_out_len(input[a], kernel[a], cfg.stride[a], cfg.padding[a], cfg.dilation[a]).ok_or_else(|| {
+                shape_err(
+                    OP,
+                    format!(
+                        "input {} = {} plus padding 2·{} is smaller than the dilated kernel {}·({}−1)+1",
+                        AXES[a], input[a], cfg.padding[a], cfg.dilation[a], kernel[a]
+                    ),
+                )
+            })?;
+    }
+    let geom = ConvGeom {
+        n,
+        c,
+        o,
+        groups,
+        input,
+        kernel,
+        stride: cfg.stride,
+        padding: cfg.padding,
+        dilation: cfg.dilation,
+        output,
+    };
+    let dt = compute_dtype(x);
+    let y = prepare(x, dt)?.apply_op2(
+        &prepare(w, dt)?,
+        ConvOp {
+            geom,
+            kind: ConvKind::Conv,
+        },
+    )?;
+    add_bias(OP, y, bias, o)?.to_dtype(x.dtype())
+}
+
+/// 3-D transposed convolution (like `torch.nn.functional.conv_transpose3d`,
+/// groups = 1).
+///
+/// `x [N, Cin, D, H, W]`, `w [Cin, Cout, kd, kh, kw]` (PyTorch layout), optional
+/// `bias [Cout]` → `[N, Cout, D', H', W']` with
+/// `D' = (D − 1)·s − 2p + dil·(k − 1) + output_padding + 1`.
+/// `output_padding` must be smaller than the stride or the dilation on its axis.
+/// Autograd, dtypes and layouts as in [`conv3d`].
+pub fn conv_transpose3d(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: &ConvTranspose3dConfig,
+) -> Result<Tensor> {
+    const OP: &str = "conv_transpose3d";
+    let [n, cin, id, ih, iw] = dims5(OP, "input x", x)?;
+    let [wc, cout, kd, kh, kw] = dims5(OP, "weight w", w)?;
+    check_positive(OP, "stride", cfg.stride)?;
+    check_positive(OP, "dilation", cfg.dilation)?;
+    if wc != cin {
+        return Err(shape_err(
+            OP,
+            format!("weight dim 0 (input channels) is {wc}, expected {cin} = input dim 1"),
+        ));
+    }
+    if x.dtype() != w.dtype() {
+        return Err(shape_err(
+            OP,
+            format!(
+                "input dtype {:?} differs from weight dtype {:?}",
+                x.dtype(),
+                w.dtype()
+            ),
+        ));
+    }
+    let t_in = [id, ih, iw];
+    let kernel = [kd, kh, kw];
+    let mut t_out = [0; 3];
+    for a in 0..3 {
+        let (s, p, d, op) = (
+            cfg.stride[a],
+            cfg.padding[a],
+            cfg.dilation[a],
+            cfg.output_padding[a],
+        );
+        if op >= s && op >= d {
+            return Err(config_err(
+                OP,
+                format!(
+                    "output_padding {} = {op} must be smaller than the stride ({s}) or the dilation ({d})",
+                    AXES[a]
+                ),
+            ));
+        }
+        let full = (t_in[a] - 1) * s + d * (kernel[a] - 1) + op + 1;
+        if full <= 2 * p {
+            return Err(shape_err(
+                OP,
+                format!(
+                    "output {} would be empty: (in {} − 1)·{s} + {d}·({} − 1) + {op} + 1 ≤ 2·padding {p}",
+                    AXES[a], t_in[a], kernel[a]
+                ),
+            ));
+        }
+        t_out[a] = full - 2 * p;
+    }
+    // The adjoint convolution maps t_out (its input) to t_in (its output).
+    let geom = ConvGeom {
+        n,
+        c: cout,
+        o: cin,
+        groups: 1,
+        input: t_out,
+        kernel,
+        stride: cfg.stride,
+        padding: cfg.padding,
+        dilation: cfg.dilation,
+        output: t_in,
+    };
+    let dt = compute_dtype(x);
+    let y = prepare(x, dt)?.apply_op2(
+        &prepare(w, dt)?,
+        ConvOp {
+            geom,
+            kind: ConvKind::Transposed,
+        },
+    )?;
+    add_bias(OP, y, bias, cout)?.to_dtype(x.dtype())
+}
