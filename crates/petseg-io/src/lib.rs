@@ -9,6 +9,7 @@
 //! and stored i-fastest; affines map voxel indices to RAS+ millimetres.
 
 pub mod affine;
+pub mod dicom;
 pub mod error;
 pub mod nifti;
 pub mod orient;
