@@ -134,14 +134,17 @@ mod tests {
         let mut c = vec![2.5f32; 9 * 8 * 7];
         gaussian_blur(&mut c, shape, [1.0, 0.7, 1.3]);
         assert!(c.iter().all(|v| (v - 2.5).abs() < 1e-5));
-        let mut d = vec![0f32; 9 * 8 * 7];
-        d[4 + 9 * (4 + 8 * 3)] = 1.0;
-        gaussian_blur(&mut d, shape, [1.0, 0.7, 1.3]);
+        // An impulse far from the edges keeps its mass.
+        let big = [21, 21, 21];
+        let centre = 10 + 21 * (10 + 21 * 10);
+        let mut d = vec![0f32; 21 * 21 * 21];
+        d[centre] = 1.0;
+        gaussian_blur(&mut d, big, [1.0, 0.7, 1.3]);
         let sum: f32 = d.iter().sum();
         assert!((sum - 1.0).abs() < 1e-4, "sum {sum}");
         // Symmetric about the impulse along i.
-        let at = |i: usize| d[i + 9 * (4 + 8 * 3)];
-        assert!((at(3) - at(5)).abs() < 1e-7 && at(4) > at(3));
+        let at = |i: usize| d[centre - 10 + i];
+        assert!((at(9) - at(11)).abs() < 1e-7 && at(10) > at(9));
     }
 
     #[test]
