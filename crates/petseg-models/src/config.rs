@@ -182,7 +182,7 @@ impl SegResNetConfig {
         }
         if self.norm_groups == 0
             || self.init_filters == 0
-            || self.init_filters % self.norm_groups != 0
+            || !self.init_filters.is_multiple_of(self.norm_groups)
         {
             return Err(config_err(
                 m,

@@ -305,7 +305,7 @@ pub(crate) fn check_input(model: &str, x: &Tensor, channels: usize, divisor: usi
             dims[1]
         );
     }
-    if let Some(a) = (2..5).find(|&a| dims[a] == 0 || dims[a] % divisor != 0) {
+    if let Some(a) = (2..5).find(|&a| dims[a] == 0 || !dims[a].is_multiple_of(divisor)) {
         candle_core::bail!(
             "{model}: spatial size {} along dim {a} (shape {dims:?}) must be a positive multiple of {divisor}",
             dims[a]
