@@ -11,8 +11,10 @@
 pub mod affine;
 pub mod dicom;
 pub mod error;
+pub mod manifest;
 pub mod nifti;
 pub mod orient;
+pub mod phantom;
 pub mod resample;
 pub mod volume;
 
