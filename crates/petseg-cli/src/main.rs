@@ -19,12 +19,15 @@ struct Cli {
 enum Command {
     /// Print a volume's shape, dtype, spacing, orientation, affine and value range.
     Info(commands::info::Args),
+    /// Write the synthetic PSMA PET/CT cohort (nnU-Net layout + manifest).
+    Phantom(commands::phantom::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(args) => commands::info::run(args),
+        Command::Phantom(args) => commands::phantom::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,3 +1,4 @@
 //! One module per `petseg` verb.
 
 pub mod info;
+pub mod phantom;
