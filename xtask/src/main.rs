@@ -1,5 +1,109 @@
-//! `cargo xtask`: project chores.
-fn main() {
-    eprintln!("cargo xtask: no subcommands yet");
-    std::process::exit(2);
+//! `cargo xtask`: project chores that are code, not shell scripts.
+//!
+//! * `split`: patient-grouped, scenario-stratified train/val/test splits,
+//!   written into a manifest (and optionally nnU-Net's `splits_final.json`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use petseg_io::manifest::Manifest;
+
+mod split;
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "petseg project chores")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Split a manifest's cases by patient, stratified by lesion scenario.
+    #[command(after_help = "Examples:\n  \
+        cargo xtask split --manifest cohort/manifest.json --out data-manifests/phantom.json --test 4 --val 4 --seed 1\n  \
+        cargo xtask split --manifest cohort/manifest.json --out data-manifests/phantom-5fold.json --folds 5 --seed 1 --nnunet nnunet/Dataset501")]
+    Split(SplitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SplitArgs {
+    /// The manifest to split.
+    #[arg(long)]
+    manifest: PathBuf,
+    /// Where to write the manifest with its split.
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of test cases.
+    #[arg(long, default_value_t = 0)]
+    test: usize,
+    /// Number of validation cases (hold-out mode; conflicts with --folds).
+    #[arg(long, conflicts_with = "folds")]
+    val: Option<usize>,
+    /// Number of cross-validation folds.
+    #[arg(long)]
+    folds: Option<usize>,
+    /// Seed of the shuffle.
+    #[arg(long)]
+    seed: u64,
+    /// Case tags to stratify by as well (e.g. `--stratify-tag tracer`).
+    #[arg(long = "stratify-tag")]
+    stratify_tags: Vec<String>,
+    /// Also write nnU-Net's `dataset.json` and `splits_final.json` here.
+    #[arg(long)]
+    nnunet: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Split(args) => run_split(args),
+    }
+}
+
+fn run_split(args: SplitArgs) -> Result<()> {
+    let mut manifest = Manifest::load(&args.manifest)?;
+    let plan = match (args.folds, args.val) {
+        (Some(folds), _) => split::SplitPlan::KFold {
+            folds,
+            test: args.test,
+        },
+        (None, val) => split::SplitPlan::Holdout {
+            test: args.test,
+            val: val.unwrap_or(0),
+        },
+    };
+    let s = split::make_split(&manifest, &plan, args.seed, &args.stratify_tags)?;
+    print!("{}", split::summary(&manifest, &s));
+    manifest.split = Some(s);
+    if let Some(dir) = &args.nnunet {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_json(&dir.join("dataset.json"), &manifest.nnunet_dataset_json())?;
+        let splits = manifest.nnunet_splits_json().expect("split was just set");
+        write_json(&dir.join("splits_final.json"), &splits)?;
+    }
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    manifest.save(&args.out)?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
