@@ -10,11 +10,19 @@ use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
 /// Parses a DA value `YYYYMMDD` (the retired `YYYY.MM.DD` is accepted too).
 pub fn parse_da(s: &str) -> Option<NaiveDate> {
-    let d: String = s.trim().chars().filter(|c| *c != '.' && *c != '-').collect();
+    let d: String = s
+        .trim()
+        .chars()
+        .filter(|c| *c != '.' && *c != '-')
+        .collect();
     if d.len() != 8 || !d.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    NaiveDate::from_ymd_opt(d[0..4].parse().ok()?, d[4..6].parse().ok()?, d[6..8].parse().ok()?)
+    NaiveDate::from_ymd_opt(
+        d[0..4].parse().ok()?,
+        d[4..6].parse().ok()?,
+        d[6..8].parse().ok()?,
+    )
 }
 
 /// Parses a TM value `HH[MM[SS[.F{1,6}]]]` (the retired `HH:MM:SS` is accepted too).
@@ -81,10 +89,16 @@ mod tests {
     #[test]
     fn parses_dicom_date_time_forms() {
         assert_eq!(parse_da("20261128"), NaiveDate::from_ymd_opt(2026, 11, 28));
-        assert_eq!(parse_da("2026.11.28"), NaiveDate::from_ymd_opt(2026, 11, 28));
+        assert_eq!(
+            parse_da("2026.11.28"),
+            NaiveDate::from_ymd_opt(2026, 11, 28)
+        );
         assert_eq!(parse_da("2026112"), None);
         assert_eq!(parse_da("20261332"), None);
-        assert_eq!(parse_tm("101530.25"), NaiveTime::from_hms_micro_opt(10, 15, 30, 250_000));
+        assert_eq!(
+            parse_tm("101530.25"),
+            NaiveTime::from_hms_micro_opt(10, 15, 30, 250_000)
+        );
         assert_eq!(parse_tm("10:15:30"), NaiveTime::from_hms_opt(10, 15, 30));
         assert_eq!(parse_tm("1015"), NaiveTime::from_hms_opt(10, 15, 0));
         assert_eq!(parse_tm("09"), NaiveTime::from_hms_opt(9, 0, 0));
@@ -98,7 +112,10 @@ mod tests {
                 NaiveTime::from_hms_micro_opt(9, 15, 0, 500_000).unwrap()
             ))
         );
-        assert_eq!(parse_dt("202611280915").map(|d| iso(&d)).as_deref(), Some("2026-11-28T09:15:00.000000"));
+        assert_eq!(
+            parse_dt("202611280915").map(|d| iso(&d)).as_deref(),
+            Some("2026-11-28T09:15:00.000000")
+        );
         assert_eq!(parse_dt("20261128"), None);
     }
 }

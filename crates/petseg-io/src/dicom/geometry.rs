@@ -40,7 +40,9 @@ pub fn series_geometry(series: &DicomSeries) -> Result<SeriesGeometry> {
     let first = slices
         .first()
         .ok_or_else(|| IoError::Invalid(format!("series {} has no files", series.uid)))?;
-    let need = |s: &SliceHeader, what: &str| IoError::format(&s.path, format!("series {}: {what} is missing", series.uid));
+    let need = |s: &SliceHeader, what: &str| {
+        IoError::format(&s.path, format!("series {}: {what} is missing", series.uid))
+    };
     for s in slices {
         if s.number_of_frames != 1 {
             return Err(IoError::format(
@@ -53,13 +55,22 @@ pub fn series_geometry(series: &DicomSeries) -> Result<SeriesGeometry> {
         }
     }
     let rows = first.rows.ok_or_else(|| need(first, "(0028,0010) Rows"))?;
-    let cols = first.columns.ok_or_else(|| need(first, "(0028,0011) Columns"))?;
-    let iop = first.orientation.ok_or_else(|| need(first, "(0020,0037) ImageOrientationPatient"))?;
-    let ps = first.pixel_spacing_mm.ok_or_else(|| need(first, "(0028,0030) PixelSpacing"))?;
+    let cols = first
+        .columns
+        .ok_or_else(|| need(first, "(0028,0011) Columns"))?;
+    let iop = first
+        .orientation
+        .ok_or_else(|| need(first, "(0020,0037) ImageOrientationPatient"))?;
+    let ps = first
+        .pixel_spacing_mm
+        .ok_or_else(|| need(first, "(0028,0030) PixelSpacing"))?;
     if rows == 0 || cols == 0 || ps.iter().any(|v| *v <= 0.0) {
         return Err(IoError::format(
             &first.path,
-            format!("series {}: {rows}×{cols} pixels with spacing {ps:?} mm: expected positive values", series.uid),
+            format!(
+                "series {}: {rows}×{cols} pixels with spacing {ps:?} mm: expected positive values",
+                series.uid
+            ),
         ));
     }
     for s in slices {
@@ -80,23 +91,41 @@ pub fn series_geometry(series: &DicomSeries) -> Result<SeriesGeometry> {
                 format!("{rows}×{cols}"),
             ));
         }
-        let o = s.orientation.ok_or_else(|| need(s, "(0020,0037) ImageOrientationPatient"))?;
+        let o = s
+            .orientation
+            .ok_or_else(|| need(s, "(0020,0037) ImageOrientationPatient"))?;
         if o.iter().zip(iop.iter()).any(|(a, b)| (a - b).abs() > 1e-4) {
-            return Err(differs("ImageOrientationPatient", format!("{o:?}"), format!("{iop:?}")));
+            return Err(differs(
+                "ImageOrientationPatient",
+                format!("{o:?}"),
+                format!("{iop:?}"),
+            ));
         }
-        let p = s.pixel_spacing_mm.ok_or_else(|| need(s, "(0028,0030) PixelSpacing"))?;
-        if p.iter().zip(ps.iter()).any(|(a, b)| (a - b).abs() > 1e-4 * b.abs().max(1.0)) {
+        let p = s
+            .pixel_spacing_mm
+            .ok_or_else(|| need(s, "(0028,0030) PixelSpacing"))?;
+        if p.iter()
+            .zip(ps.iter())
+            .any(|(a, b)| (a - b).abs() > 1e-4 * b.abs().max(1.0))
+        {
             return Err(differs("PixelSpacing", format!("{p:?}"), format!("{ps:?}")));
         }
-        s.position_lps_mm.ok_or_else(|| need(s, "(0020,0032) ImagePositionPatient"))?;
+        s.position_lps_mm
+            .ok_or_else(|| need(s, "(0020,0032) ImagePositionPatient"))?;
     }
 
     let row_dir = Vector3::new(iop[0], iop[1], iop[2]);
     let col_dir = Vector3::new(iop[3], iop[4], iop[5]);
-    if (row_dir.norm() - 1.0).abs() > 1e-3 || (col_dir.norm() - 1.0).abs() > 1e-3 || row_dir.dot(&col_dir).abs() > 1e-3 {
+    if (row_dir.norm() - 1.0).abs() > 1e-3
+        || (col_dir.norm() - 1.0).abs() > 1e-3
+        || row_dir.dot(&col_dir).abs() > 1e-3
+    {
         return Err(IoError::format(
             &first.path,
-            format!("series {}: ImageOrientationPatient {iop:?} is not two orthonormal directions", series.uid),
+            format!(
+                "series {}: ImageOrientationPatient {iop:?} is not two orthonormal directions",
+                series.uid
+            ),
         ));
     }
     let row_dir = row_dir.normalize();
@@ -112,7 +141,10 @@ pub fn series_geometry(series: &DicomSeries) -> Result<SeriesGeometry> {
 
     let n = order.len();
     let step_vec = if n > 1 {
-        let steps: Vec<f64> = order.windows(2).map(|w| normal.dot(&(pos(w[1]) - pos(w[0])))).collect();
+        let steps: Vec<f64> = order
+            .windows(2)
+            .map(|w| normal.dot(&(pos(w[1]) - pos(w[0]))))
+            .collect();
         // Duplicates first: a zero step would otherwise read as a gap elsewhere.
         let min_pixel = ps[0].min(ps[1]);
         for (w, d) in order.windows(2).zip(&steps) {
@@ -136,7 +168,10 @@ pub fn series_geometry(series: &DicomSeries) -> Result<SeriesGeometry> {
             if (d - median).abs() > SPACING_TOLERANCE * median {
                 let ratio = d / median;
                 let kind = if ratio > 1.5 {
-                    format!("gap: about {} slice(s) missing", (ratio.round() as i64 - 1).max(1))
+                    format!(
+                        "gap: about {} slice(s) missing",
+                        (ratio.round() as i64 - 1).max(1)
+                    )
                 } else {
                     "uneven slice spacing".to_string()
                 };

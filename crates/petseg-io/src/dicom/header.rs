@@ -61,12 +61,21 @@ impl SliceHeader {
             .read_until(tags::PIXEL_DATA)
             .open_file(path)
             .map_err(|e| IoError::format(path, format!("not a readable DICOM file: {e}")))?;
-        let transfer_syntax_uid = obj.meta().transfer_syntax().trim_end_matches('\0').trim().to_string();
+        let transfer_syntax_uid = obj
+            .meta()
+            .transfer_syntax()
+            .trim_end_matches('\0')
+            .trim()
+            .to_string();
         Self::from_object(path, transfer_syntax_uid, &obj)
     }
 
     /// Extracts the facts from a parsed object.
-    pub fn from_object(path: &Path, transfer_syntax_uid: String, obj: &InMemDicomObject) -> Result<Self> {
+    pub fn from_object(
+        path: &Path,
+        transfer_syntax_uid: String,
+        obj: &InMemDicomObject,
+    ) -> Result<Self> {
         let r = Reader { obj, path };
         let series_instance_uid = r
             .string(tags::SERIES_INSTANCE_UID)
@@ -104,19 +113,33 @@ impl SliceHeader {
             series_instance_uid,
             modality,
             series_description: r.string(tags::SERIES_DESCRIPTION),
-            instance_number: r.float(tags::INSTANCE_NUMBER, "(0020,0013) InstanceNumber")?.map(|v| v as i64),
+            instance_number: r
+                .float(tags::INSTANCE_NUMBER, "(0020,0013) InstanceNumber")?
+                .map(|v| v as i64),
             rows: r.float(tags::ROWS, "(0028,0010) Rows")?.map(|v| v as u16),
-            columns: r.float(tags::COLUMNS, "(0028,0011) Columns")?.map(|v| v as u16),
+            columns: r
+                .float(tags::COLUMNS, "(0028,0011) Columns")?
+                .map(|v| v as u16),
             number_of_frames: r
                 .float(tags::NUMBER_OF_FRAMES, "(0028,0008) NumberOfFrames")?
                 .map_or(1, |v| v as u32),
-            position_lps_mm: r.floats::<3>(tags::IMAGE_POSITION_PATIENT, "(0020,0032) ImagePositionPatient")?,
-            orientation: r.floats::<6>(tags::IMAGE_ORIENTATION_PATIENT, "(0020,0037) ImageOrientationPatient")?,
+            position_lps_mm: r.floats::<3>(
+                tags::IMAGE_POSITION_PATIENT,
+                "(0020,0032) ImagePositionPatient",
+            )?,
+            orientation: r.floats::<6>(
+                tags::IMAGE_ORIENTATION_PATIENT,
+                "(0020,0037) ImageOrientationPatient",
+            )?,
             pixel_spacing_mm: r.floats::<2>(tags::PIXEL_SPACING, "(0028,0030) PixelSpacing")?,
             slice_thickness_mm: r.float(tags::SLICE_THICKNESS, "(0018,0050) SliceThickness")?,
-            spacing_between_slices_mm: r
-                .float(tags::SPACING_BETWEEN_SLICES, "(0018,0088) SpacingBetweenSlices")?,
-            rescale_slope: r.float(tags::RESCALE_SLOPE, "(0028,1053) RescaleSlope")?.unwrap_or(1.0),
+            spacing_between_slices_mm: r.float(
+                tags::SPACING_BETWEEN_SLICES,
+                "(0018,0088) SpacingBetweenSlices",
+            )?,
+            rescale_slope: r
+                .float(tags::RESCALE_SLOPE, "(0028,1053) RescaleSlope")?
+                .unwrap_or(1.0),
             rescale_intercept: r
                 .float(tags::RESCALE_INTERCEPT, "(0028,1052) RescaleIntercept")?
                 .unwrap_or(0.0),
@@ -128,14 +151,22 @@ impl SliceHeader {
             .and_then(|items| items.first())
         {
             let s = Reader { obj: item, path };
-            h.pet.radiopharmaceutical_start_datetime = s.string(tags::RADIOPHARMACEUTICAL_START_DATE_TIME);
+            h.pet.radiopharmaceutical_start_datetime =
+                s.string(tags::RADIOPHARMACEUTICAL_START_DATE_TIME);
             h.pet.radiopharmaceutical_start_time = s.string(tags::RADIOPHARMACEUTICAL_START_TIME);
-            h.pet.radionuclide_total_dose =
-                s.float(tags::RADIONUCLIDE_TOTAL_DOSE, "(0018,1074) RadionuclideTotalDose")?;
-            h.pet.radionuclide_half_life_s =
-                s.float(tags::RADIONUCLIDE_HALF_LIFE, "(0018,1075) RadionuclideHalfLife")?;
+            h.pet.radionuclide_total_dose = s.float(
+                tags::RADIONUCLIDE_TOTAL_DOSE,
+                "(0018,1074) RadionuclideTotalDose",
+            )?;
+            h.pet.radionuclide_half_life_s = s.float(
+                tags::RADIONUCLIDE_HALF_LIFE,
+                "(0018,1075) RadionuclideHalfLife",
+            )?;
         }
-        if !h.rescale_slope.is_finite() || h.rescale_slope == 0.0 || !h.rescale_intercept.is_finite() {
+        if !h.rescale_slope.is_finite()
+            || h.rescale_slope == 0.0
+            || !h.rescale_intercept.is_finite()
+        {
             return Err(IoError::format(
                 path,
                 format!(
@@ -170,7 +201,10 @@ impl Reader<'_> {
             .and_then(|e| e.to_multi_str().ok())
             .map(|v| {
                 v.iter()
-                    .map(|s| s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string())
+                    .map(|s| {
+                        s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                            .to_string()
+                    })
                     .filter(|s| !s.is_empty())
                     .collect()
             })
@@ -179,7 +213,9 @@ impl Reader<'_> {
 
     /// A numeric value; an error when present but not a number.
     fn float(&self, tag: Tag, name: &str) -> Result<Option<f64>> {
-        let Some(e) = self.obj.get(tag) else { return Ok(None) };
+        let Some(e) = self.obj.get(tag) else {
+            return Ok(None);
+        };
         let blank_text = matches!(e.vr(), VR::DS | VR::IS) && self.string(tag).is_none();
         if e.is_empty() || blank_text {
             return Ok(None);
@@ -187,25 +223,36 @@ impl Reader<'_> {
         e.to_float64().map(Some).map_err(|err| {
             IoError::format(
                 self.path,
-                format!("{name} = {:?} is not a number: {err}", self.string(tag).unwrap_or_default()),
+                format!(
+                    "{name} = {:?} is not a number: {err}",
+                    self.string(tag).unwrap_or_default()
+                ),
             )
         })
     }
 
     /// Exactly `N` numeric values; an error when present with another count.
     fn floats<const N: usize>(&self, tag: Tag, name: &str) -> Result<Option<[f64; N]>> {
-        let Some(e) = self.obj.get(tag) else { return Ok(None) };
+        let Some(e) = self.obj.get(tag) else {
+            return Ok(None);
+        };
         if e.is_empty() {
             return Ok(None);
         }
-        let v = e.to_multi_float64().map_err(|err| {
-            IoError::format(self.path, format!("{name}: not numbers: {err}"))
-        })?;
+        let v = e
+            .to_multi_float64()
+            .map_err(|err| IoError::format(self.path, format!("{name}: not numbers: {err}")))?;
         let arr: [f64; N] = v.as_slice().try_into().map_err(|_| {
-            IoError::format(self.path, format!("{name}: expected {N} values, found {}: {v:?}", v.len()))
+            IoError::format(
+                self.path,
+                format!("{name}: expected {N} values, found {}: {v:?}", v.len()),
+            )
         })?;
         if arr.iter().any(|x| !x.is_finite()) {
-            return Err(IoError::format(self.path, format!("{name}: non-finite value in {arr:?}")));
+            return Err(IoError::format(
+                self.path,
+                format!("{name}: non-finite value in {arr:?}"),
+            ));
         }
         Ok(Some(arr))
     }
@@ -240,16 +287,25 @@ impl Reader<'_> {
 
     /// A private numeric value (DS text, UN bytes holding text, or FD/FL binary).
     fn private_float(&self, group: u16, creator: &str, element: u8) -> Result<Option<f64>> {
-        let Some(tag) = self.private_tag(group, creator, element) else { return Ok(None) };
-        let Some(e) = self.obj.get(tag) else { return Ok(None) };
+        let Some(tag) = self.private_tag(group, creator, element) else {
+            return Ok(None);
+        };
+        let Some(e) = self.obj.get(tag) else {
+            return Ok(None);
+        };
         if matches!(e.vr(), VR::FD | VR::FL) {
             return Ok(e.to_float64().ok());
         }
-        let Some(s) = self.private_string(group, creator, element) else { return Ok(None) };
+        let Some(s) = self.private_string(group, creator, element) else {
+            return Ok(None);
+        };
         s.parse::<f64>().map(Some).map_err(|_| {
             IoError::format(
                 self.path,
-                format!("private tag ({group:04X},{:04X}) of {creator}: {s:?} is not a number", tag.element()),
+                format!(
+                    "private tag ({group:04X},{:04X}) of {creator}: {s:?} is not a number",
+                    tag.element()
+                ),
             )
         })
     }

@@ -47,8 +47,8 @@ pub use geometry::{series_geometry, SeriesGeometry};
 pub use header::SliceHeader;
 pub use scan::{scan_dir, DicomScan, DicomSeries};
 pub use suv::{
-    compute_suv, AcquisitionStamp, InjectionTimeRule, OverrideRecord, PetSuvTags, ScanTimeRule, SuvError,
-    SuvMethod, SuvOverrides, SuvReport,
+    compute_suv, AcquisitionStamp, InjectionTimeRule, OverrideRecord, PetSuvTags, ScanTimeRule,
+    SuvError, SuvMethod, SuvOverrides, SuvReport,
 };
 pub use writer::{write_series, PetDoseTiming, SeriesKind, SeriesSpec, TransferSyntaxChoice};
 
@@ -69,12 +69,19 @@ pub fn read_ct_hu(dir: &Path) -> Result<Volume<f32>> {
 }
 
 /// Loads a PT series (from a [`DicomScan`]) as SUVbw.
-pub fn load_pet_suv(series: &DicomSeries, overrides: &SuvOverrides) -> Result<(Volume<f32>, SuvReport)> {
+pub fn load_pet_suv(
+    series: &DicomSeries,
+    overrides: &SuvOverrides,
+) -> Result<(Volume<f32>, SuvReport)> {
     expect_modality(series, "PT")?;
     let geom = series_geometry(series)?;
     let tags = series_pet_tags(series, &geom)?;
-    let report = compute_suv(&tags, overrides)
-        .map_err(|e| IoError::format(series_folder(series), format!("PET series {}: {e}", series.uid)))?;
+    let report = compute_suv(&tags, overrides).map_err(|e| {
+        IoError::format(
+            series_folder(series),
+            format!("PET series {}: {e}", series.uid),
+        )
+    })?;
     let data = pixels::decode_series(series, &geom, report.suv_factor)?;
     Ok((Volume::from_raster(geom.shape, data, geom.affine)?, report))
 }
@@ -121,13 +128,21 @@ pub fn series_pet_tags(series: &DicomSeries, geom: &SeriesGeometry) -> Result<Pe
         let s = &series.slices[i];
         let p = &s.pet;
         let pairs: [(&str, String, String); 7] = [
-            ("(0054,1001) Units", format!("{:?}", p.units), format!("{:?}", tags.units)),
+            (
+                "(0054,1001) Units",
+                format!("{:?}", p.units),
+                format!("{:?}", tags.units),
+            ),
             (
                 "(0054,1102) DecayCorrection",
                 format!("{:?}", p.decay_correction),
                 format!("{:?}", tags.decay_correction),
             ),
-            ("(0010,1030) PatientWeight", format!("{:?}", p.patient_weight_kg), format!("{:?}", tags.patient_weight_kg)),
+            (
+                "(0010,1030) PatientWeight",
+                format!("{:?}", p.patient_weight_kg),
+                format!("{:?}", tags.patient_weight_kg),
+            ),
             (
                 "(0018,1074) RadionuclideTotalDose",
                 format!("{:?}", p.radionuclide_total_dose),

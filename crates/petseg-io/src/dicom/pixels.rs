@@ -55,25 +55,39 @@ pub fn decode_series(series: &DicomSeries, geom: &SeriesGeometry, factor: f64) -
     let mut out = vec![0f32; plane * nk];
     out.par_chunks_mut(plane)
         .zip(geom.order.par_iter())
-        .try_for_each(|(dst, &idx)| decode_slice(&series.slices[idx], &series.uid, [ni, nj], factor, dst))?;
+        .try_for_each(|(dst, &idx)| {
+            decode_slice(&series.slices[idx], &series.uid, [ni, nj], factor, dst)
+        })?;
     Ok(out)
 }
 
-fn decode_slice(h: &SliceHeader, series_uid: &str, [cols, rows]: [usize; 2], factor: f64, dst: &mut [f32]) -> Result<()> {
+fn decode_slice(
+    h: &SliceHeader,
+    series_uid: &str,
+    [cols, rows]: [usize; 2],
+    factor: f64,
+    dst: &mut [f32],
+) -> Result<()> {
     let fail = |what: String| IoError::format(&h.path, format!("series {series_uid}: {what}"));
     let obj = OpenFileOptions::new()
         .open_file(&h.path)
         .map_err(|e| fail(format!("cannot read the file: {e}")))?;
-    let decoded = obj
-        .decode_pixel_data()
-        .map_err(|e| fail(format!("cannot decode pixel data ({}): {e}", h.transfer_syntax_uid)))?;
+    let decoded = obj.decode_pixel_data().map_err(|e| {
+        fail(format!(
+            "cannot decode pixel data ({}): {e}",
+            h.transfer_syntax_uid
+        ))
+    })?;
     if decoded.samples_per_pixel() != 1 {
         return Err(fail(format!(
             "{} samples per pixel: expected a grey-scale image",
             decoded.samples_per_pixel()
         )));
     }
-    if decoded.rows() as usize != rows || decoded.columns() as usize != cols || decoded.number_of_frames() != 1 {
+    if decoded.rows() as usize != rows
+        || decoded.columns() as usize != cols
+        || decoded.number_of_frames() != 1
+    {
         return Err(fail(format!(
             "decoded {}×{}×{} pixels, the header says {rows}×{cols}×1",
             decoded.rows(),
@@ -85,7 +99,11 @@ fn decode_slice(h: &SliceHeader, series_uid: &str, [cols, rows]: [usize; 2], fac
         .to_vec_with_options(&ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
         .map_err(|e| fail(format!("cannot convert pixel values: {e}")))?;
     if raw.len() != dst.len() {
-        return Err(fail(format!("{} pixel values, expected {}", raw.len(), dst.len())));
+        return Err(fail(format!(
+            "{} pixel values, expected {}",
+            raw.len(),
+            dst.len()
+        )));
     }
     let (slope, intercept) = (h.rescale_slope, h.rescale_intercept);
     for (d, v) in dst.iter_mut().zip(raw) {

@@ -11,7 +11,10 @@
 pub fn encode_frame_u16(samples: &[u16], columns: usize) -> Vec<u8> {
     let high: Vec<u8> = samples.iter().map(|s| (s >> 8) as u8).collect();
     let low: Vec<u8> = samples.iter().map(|s| (s & 0xFF) as u8).collect();
-    let segments = [encode_segment(&high, columns), encode_segment(&low, columns)];
+    let segments = [
+        encode_segment(&high, columns),
+        encode_segment(&low, columns),
+    ];
     let mut out = Vec::with_capacity(64 + segments.iter().map(Vec::len).sum::<usize>());
     let mut header = [0u32; 16];
     header[0] = segments.len() as u32;
@@ -107,9 +110,15 @@ mod tests {
         for r in 0..7u32 {
             for c in 0..columns as u32 {
                 let v = match r {
-                    0 => 0u16,                               // one long run per plane
-                    1 => (c * 7919 % 65536) as u16,           // literals
-                    2 => if c % 5 < 3 { 1000 } else { c as u16 }, // mixed
+                    0 => 0u16,                      // one long run per plane
+                    1 => (c * 7919 % 65536) as u16, // literals
+                    2 => {
+                        if c % 5 < 3 {
+                            1000
+                        } else {
+                            c as u16
+                        }
+                    } // mixed
                     3 => 0xFFFF,
                     _ => ((c / 3) * 257 + r) as u16,
                 };
@@ -117,7 +126,10 @@ mod tests {
             }
         }
         let frame = encode_frame_u16(&samples, columns);
-        let header: Vec<u32> = frame[..64].chunks(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let header: Vec<u32> = frame[..64]
+            .chunks(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         assert_eq!(header[0], 2);
         assert_eq!(header[1], 64);
         let (o1, o2) = (header[1] as usize, header[2] as usize);
@@ -125,7 +137,11 @@ mod tests {
         assert_eq!(frame.len() % 2, 0);
         let high = decode_segment(&frame[o1..o2], samples.len());
         let low = decode_segment(&frame[o2..], samples.len());
-        let back: Vec<u16> = high.iter().zip(&low).map(|(h, l)| ((*h as u16) << 8) | *l as u16).collect();
+        let back: Vec<u16> = high
+            .iter()
+            .zip(&low)
+            .map(|(h, l)| ((*h as u16) << 8) | *l as u16)
+            .collect();
         assert_eq!(back, samples);
         // Runs compress: a constant frame is tiny.
         assert!(encode_frame_u16(&vec![5u16; 128 * 128], 128).len() < 2000);

@@ -58,12 +58,20 @@ impl DicomScan {
     /// The one series of `modality` (`"PT"`, `"CT"`). Errors name what was
     /// found instead: no such series, or several (mixed series in one folder).
     pub fn single(&self, modality: &str) -> Result<&DicomSeries> {
-        let matching: Vec<&DicomSeries> = self.series.iter().filter(|s| s.modality == modality).collect();
+        let matching: Vec<&DicomSeries> = self
+            .series
+            .iter()
+            .filter(|s| s.modality == modality)
+            .collect();
         let found = || {
             if self.series.is_empty() {
                 "no DICOM series at all".to_string()
             } else {
-                self.series.iter().map(|s| s.describe()).collect::<Vec<_>>().join("; ")
+                self.series
+                    .iter()
+                    .map(|s| s.describe())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             }
         };
         match matching.as_slice() {
@@ -118,7 +126,10 @@ pub fn scan_dir(root: &Path) -> Result<DicomScan> {
         .collect::<Result<_>>()?;
     let mut groups: BTreeMap<String, Vec<SliceHeader>> = BTreeMap::new();
     for h in headers {
-        groups.entry(h.series_instance_uid.clone()).or_default().push(h);
+        groups
+            .entry(h.series_instance_uid.clone())
+            .or_default()
+            .push(h);
     }
     let mut series = Vec::with_capacity(groups.len());
     for (uid, slices) in groups {
@@ -170,7 +181,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 /// byte 128, or a `.dcm`/`.ima` extension (then a parse failure is an error).
 /// DICOMDIR files (media directories, no images) are skipped.
 fn looks_like_dicom(path: &Path) -> Result<bool> {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_uppercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_uppercase())
+        .unwrap_or_default();
     if name == "DICOMDIR" {
         return Ok(false);
     }

@@ -329,7 +329,8 @@ pub fn compute_suv(tags: &PetSuvTags, overrides: &SuvOverrides) -> Result<SuvRep
                     r.suv_factor = v;
                     return Ok(r);
                 }
-                r.notes.push(format!("{T_PHILIPS_SUV} = {v} is not positive: ignored"));
+                r.notes
+                    .push(format!("{T_PHILIPS_SUV} = {v} is not positive: ignored"));
             }
             match tags.philips_activity_scale_factor {
                 Some(a) if a.is_finite() && a > 0.0 => {
@@ -477,9 +478,9 @@ fn body_weight_factor(
                 let dt_s = (scan - inj).num_microseconds().unwrap_or(i64::MAX) as f64 * 1e-6;
                 record_timing(r, scan, scan_rule, inj, inj_rule, dt_s);
             }
-            Err(e) => r
-                .notes
-                .push(format!("DecayCorrection ADMIN: times not needed and not derivable ({e})")),
+            Err(e) => r.notes.push(format!(
+                "DecayCorrection ADMIN: times not needed and not derivable ({e})"
+            )),
         }
         dose
     };
@@ -536,7 +537,11 @@ fn positive_input(
     }
 }
 
-fn opt_date(tag: &str, raw: Option<&str>, r: &mut SuvReport) -> Result<Option<NaiveDate>, SuvError> {
+fn opt_date(
+    tag: &str,
+    raw: Option<&str>,
+    r: &mut SuvReport,
+) -> Result<Option<NaiveDate>, SuvError> {
     match raw.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(s) => {
@@ -564,17 +569,27 @@ fn earliest_acquisition(tags: &PetSuvTags) -> Result<Option<(NaiveDateTime, Stri
     for a in &tags.acquisitions {
         let date = a.date.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let time = a.time.as_deref().map(str::trim).filter(|s| !s.is_empty());
-        let dt = a.datetime.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let dt = a
+            .datetime
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
         let stamp = match (date, time, dt) {
             (Some(d), Some(t), _) => {
-                let d = parse_da(d)
-                    .ok_or_else(|| bad_time(&format!("{T_ACQ_DATE} of {}", a.file), d, "date YYYYMMDD"))?;
-                let t = parse_tm(t)
-                    .ok_or_else(|| bad_time(&format!("{T_ACQ_TIME} of {}", a.file), t, "time HHMMSS.F"))?;
+                let d = parse_da(d).ok_or_else(|| {
+                    bad_time(&format!("{T_ACQ_DATE} of {}", a.file), d, "date YYYYMMDD")
+                })?;
+                let t = parse_tm(t).ok_or_else(|| {
+                    bad_time(&format!("{T_ACQ_TIME} of {}", a.file), t, "time HHMMSS.F")
+                })?;
                 NaiveDateTime::new(d, t)
             }
             (_, _, Some(s)) => parse_dt(s).ok_or_else(|| {
-                bad_time(&format!("{T_ACQ_DATETIME} of {}", a.file), s, "date-time YYYYMMDDHHMMSS.F")
+                bad_time(
+                    &format!("{T_ACQ_DATETIME} of {}", a.file),
+                    s,
+                    "date-time YYYYMMDDHHMMSS.F",
+                )
             })?,
             _ => continue,
         };
@@ -591,7 +606,12 @@ fn scan_time(
     series_date: Option<NaiveDate>,
     r: &mut SuvReport,
 ) -> Result<(NaiveDateTime, ScanTimeRule), SuvError> {
-    let series_time = match tags.series_time.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let series_time = match tags
+        .series_time
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         None => None,
         Some(s) => {
             r.tags.insert(T_SERIES_TIME.into(), s.into());
@@ -605,7 +625,10 @@ fn scan_time(
     let earliest = earliest_acquisition(tags)?;
     if let Some((e, file)) = &earliest {
         r.tags.insert(
-            format!("{T_ACQ_DATE}/{T_ACQ_TIME} (earliest over {} slices)", tags.acquisitions.len()),
+            format!(
+                "{T_ACQ_DATE}/{T_ACQ_TIME} (earliest over {} slices)",
+                tags.acquisitions.len()
+            ),
             format!("{} ({file})", iso(e)),
         );
     }
@@ -622,7 +645,9 @@ fn scan_time(
         }
     };
     match (series, earliest) {
-        (Some(s), Some((e, _))) if s <= e => Ok((s, ScanTimeRule::SeriesNotAfterEarliestAcquisition)),
+        (Some(s), Some((e, _))) if s <= e => {
+            Ok((s, ScanTimeRule::SeriesNotAfterEarliestAcquisition))
+        }
         (Some(s), None) => {
             r.notes.push(
                 "no slice carries an acquisition time: the series time cannot be checked".into(),
@@ -720,14 +745,16 @@ fn injection_time(
     }
 
     if let Some(s) = start_dt {
-        let dt = parse_dt(s).ok_or_else(|| bad_time(T_START_DT, s, "date-time YYYYMMDDHHMMSS.F"))?;
+        let dt =
+            parse_dt(s).ok_or_else(|| bad_time(T_START_DT, s, "date-time YYYYMMDDHHMMSS.F"))?;
         return Ok((dt, InjectionTimeRule::StartDateTime));
     }
     if let Some(s) = start_tm {
         let t = parse_tm(s).ok_or_else(|| bad_time(T_START_TM, s, "time HHMMSS.F"))?;
         if series_date.is_none() {
-            r.notes
-                .push("SeriesDate absent: RadiopharmaceuticalStartTime placed on the scan date".into());
+            r.notes.push(
+                "SeriesDate absent: RadiopharmaceuticalStartTime placed on the scan date".into(),
+            );
         }
         let (dt, previous_day) = on_day(t);
         return Ok(if previous_day {

@@ -75,7 +75,12 @@ pub struct PetDoseTiming {
 impl PetDoseTiming {
     /// An F-18 acquisition with `uptake_s` between injection and the first bed,
     /// 2-minute beds of 50 slices.
-    pub fn f18(patient_weight_kg: f64, injected_dose_bq: f64, injection: NaiveDateTime, uptake_s: f64) -> Self {
+    pub fn f18(
+        patient_weight_kg: f64,
+        injected_dose_bq: f64,
+        injection: NaiveDateTime,
+        uptake_s: f64,
+    ) -> Self {
         PetDoseTiming {
             patient_weight_kg,
             injected_dose_bq,
@@ -91,7 +96,8 @@ impl PetDoseTiming {
     /// from injection to the scan start).
     pub fn suv_factor(&self) -> f64 {
         let dt_s = (self.scan_start - self.injection).num_milliseconds() as f64 / 1000.0;
-        self.patient_weight_kg * 1000.0 / (self.injected_dose_bq * (-dt_s / self.half_life_s).exp2())
+        self.patient_weight_kg * 1000.0
+            / (self.injected_dose_bq * (-dt_s / self.half_life_s).exp2())
     }
 }
 
@@ -133,7 +139,9 @@ pub struct SeriesSpec {
 pub fn write_series(dir: &Path, volume: &Volume<f32>, spec: &SeriesSpec) -> Result<Vec<PathBuf>> {
     let [ni, nj, nk] = volume.shape();
     if ni > u16::MAX as usize || nj > u16::MAX as usize {
-        return Err(IoError::Invalid(format!("{ni}×{nj} pixels per slice: DICOM allows at most 65535")));
+        return Err(IoError::Invalid(format!(
+            "{ni}×{nj} pixels per slice: DICOM allows at most 65535"
+        )));
     }
     let lps = lps_to_ras() * volume.affine().matrix();
     let col = |c: usize| Vector3::new(lps[(0, c)], lps[(1, c)], lps[(2, c)]);
@@ -155,12 +163,25 @@ pub fn write_series(dir: &Path, volume: &Volume<f32>, spec: &SeriesSpec) -> Resu
     };
     let study_uid = derive_uid(spec.seed, &[&spec.patient_id, "study"]);
     let frame_uid = derive_uid(spec.seed, &[&spec.patient_id, "frame-of-reference"]);
-    let series_uid = derive_uid(spec.seed, &[&spec.patient_id, "series", &spec.series_number.to_string(), modality]);
+    let series_uid = derive_uid(
+        spec.seed,
+        &[
+            &spec.patient_id,
+            "series",
+            &spec.series_number.to_string(),
+            modality,
+        ],
+    );
     let (series_dt, weight_kg) = match &spec.kind {
         SeriesKind::Pet(t) => (t.scan_start, t.patient_weight_kg),
-        SeriesKind::Ct { acquired, patient_weight_kg } => (*acquired, *patient_weight_kg),
+        SeriesKind::Ct {
+            acquired,
+            patient_weight_kg,
+        } => (*acquired, *patient_weight_kg),
     };
-    let iop = [row_dir.x, row_dir.y, row_dir.z, col_dir.x, col_dir.y, col_dir.z];
+    let iop = [
+        row_dir.x, row_dir.y, row_dir.z, col_dir.x, col_dir.y, col_dir.z,
+    ];
     let raster = volume.as_raster_slice();
     let plane = ni * nj;
 
@@ -175,11 +196,18 @@ pub fn write_series(dir: &Path, volume: &Volume<f32>, spec: &SeriesSpec) -> Resu
                 let bed = (k / t.slices_per_bed.max(1)) as f64;
                 let offset_ms = (bed * t.bed_duration_s * 1000.0).round() as i64;
                 // SUV → Bq/ml.
-                (t.scan_start + Duration::milliseconds(offset_ms), 1.0 / t.suv_factor(), 0.0)
+                (
+                    t.scan_start + Duration::milliseconds(offset_ms),
+                    1.0 / t.suv_factor(),
+                    0.0,
+                )
             }
             SeriesKind::Ct { acquired, .. } => (*acquired, 1.0, -1024.0),
         };
-        let physical: Vec<f64> = values.iter().map(|v| *v as f64 * stored_unit_factor).collect();
+        let physical: Vec<f64> = values
+            .iter()
+            .map(|v| *v as f64 * stored_unit_factor)
+            .collect();
         let unit_slope = matches!(spec.kind, SeriesKind::Ct { .. });
         let (slope_text, stored) = quantise(&physical, intercept, unit_slope);
 
@@ -193,7 +221,12 @@ pub fn write_series(dir: &Path, volume: &Volume<f32>, spec: &SeriesSpec) -> Resu
             obj.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
         };
         put(&mut obj, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100");
-        put(&mut obj, tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\AXIAL");
+        put(
+            &mut obj,
+            tags::IMAGE_TYPE,
+            VR::CS,
+            "ORIGINAL\\PRIMARY\\AXIAL",
+        );
         put(&mut obj, tags::SOP_CLASS_UID, VR::UI, sop_class);
         put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, &sop_uid);
         for (tag, vr, fmt) in [
@@ -204,11 +237,26 @@ pub fn write_series(dir: &Path, volume: &Volume<f32>, spec: &SeriesSpec) -> Resu
         ] {
             put(&mut obj, tag, vr, &series_dt.format(fmt).to_string());
         }
-        put(&mut obj, tags::ACQUISITION_DATE, VR::DA, &acq_dt.format("%Y%m%d").to_string());
-        put(&mut obj, tags::ACQUISITION_TIME, VR::TM, &acq_dt.format("%H%M%S%.6f").to_string());
+        put(
+            &mut obj,
+            tags::ACQUISITION_DATE,
+            VR::DA,
+            &acq_dt.format("%Y%m%d").to_string(),
+        );
+        put(
+            &mut obj,
+            tags::ACQUISITION_TIME,
+            VR::TM,
+            &acq_dt.format("%H%M%S%.6f").to_string(),
+        );
         put(&mut obj, tags::MODALITY, VR::CS, modality);
         put(&mut obj, tags::MANUFACTURER, VR::LO, "petseg synthetic");
-        put(&mut obj, tags::SERIES_DESCRIPTION, VR::LO, &spec.description);
+        put(
+            &mut obj,
+            tags::SERIES_DESCRIPTION,
+            VR::LO,
+            &spec.description,
+        );
         put(&mut obj, tags::PATIENT_NAME, VR::PN, &spec.patient_id);
         put(&mut obj, tags::PATIENT_ID, VR::LO, &spec.patient_id);
         put(&mut obj, tags::PATIENT_WEIGHT, VR::DS, &ds(weight_kg));
@@ -216,14 +264,49 @@ pub fn write_series(dir: &Path, volume: &Volume<f32>, spec: &SeriesSpec) -> Resu
         put(&mut obj, tags::STUDY_INSTANCE_UID, VR::UI, &study_uid);
         put(&mut obj, tags::SERIES_INSTANCE_UID, VR::UI, &series_uid);
         put(&mut obj, tags::STUDY_ID, VR::SH, "1");
-        put(&mut obj, tags::SERIES_NUMBER, VR::IS, &spec.series_number.to_string());
-        put(&mut obj, tags::INSTANCE_NUMBER, VR::IS, &instance.to_string());
-        put(&mut obj, tags::IMAGE_POSITION_PATIENT, VR::DS, &multi_ds(&[ipp.x, ipp.y, ipp.z]));
-        put(&mut obj, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &multi_ds(&iop));
+        put(
+            &mut obj,
+            tags::SERIES_NUMBER,
+            VR::IS,
+            &spec.series_number.to_string(),
+        );
+        put(
+            &mut obj,
+            tags::INSTANCE_NUMBER,
+            VR::IS,
+            &instance.to_string(),
+        );
+        put(
+            &mut obj,
+            tags::IMAGE_POSITION_PATIENT,
+            VR::DS,
+            &multi_ds(&[ipp.x, ipp.y, ipp.z]),
+        );
+        put(
+            &mut obj,
+            tags::IMAGE_ORIENTATION_PATIENT,
+            VR::DS,
+            &multi_ds(&iop),
+        );
         put(&mut obj, tags::FRAME_OF_REFERENCE_UID, VR::UI, &frame_uid);
-        put(&mut obj, tags::SLICE_LOCATION, VR::DS, &ds(ipp.dot(&normal)));
-        put(&mut obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
-        put(&mut obj, tags::PIXEL_SPACING, VR::DS, &multi_ds(&[cj.norm(), ci.norm()]));
+        put(
+            &mut obj,
+            tags::SLICE_LOCATION,
+            VR::DS,
+            &ds(ipp.dot(&normal)),
+        );
+        put(
+            &mut obj,
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            "MONOCHROME2",
+        );
+        put(
+            &mut obj,
+            tags::PIXEL_SPACING,
+            VR::DS,
+            &multi_ds(&[cj.norm(), ci.norm()]),
+        );
         put(&mut obj, tags::RESCALE_INTERCEPT, VR::DS, &ds(intercept));
         put(&mut obj, tags::RESCALE_SLOPE, VR::DS, &slope_text);
         for (tag, v) in [
@@ -255,7 +338,11 @@ pub fn write_series(dir: &Path, volume: &Volume<f32>, spec: &SeriesSpec) -> Resu
                 ));
             }
             _ => {
-                obj.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(words.into())));
+                obj.put(DataElement::new(
+                    tags::PIXEL_DATA,
+                    VR::OW,
+                    PrimitiveValue::U16(words.into()),
+                ));
             }
         }
         let file = obj
@@ -277,13 +364,31 @@ fn put_pet_tags(obj: &mut InMemDicomObject, t: &PetDoseTiming, nk: usize, k: usi
     };
     put(obj, tags::UNITS, VR::CS, "BQML");
     put(obj, tags::DECAY_CORRECTION, VR::CS, "START");
-    put(obj, tags::CORRECTED_IMAGE, VR::CS, "DECY\\ATTN\\SCAT\\DTIM\\RAN\\NORM");
+    put(
+        obj,
+        tags::CORRECTED_IMAGE,
+        VR::CS,
+        "DECY\\ATTN\\SCAT\\DTIM\\RAN\\NORM",
+    );
     put(obj, tags::SERIES_TYPE, VR::CS, "WHOLE BODY\\IMAGE");
     put(obj, tags::COUNTS_SOURCE, VR::CS, "EMISSION");
     put(obj, tags::RESCALE_TYPE, VR::LO, "BQML");
-    put(obj, tags::ACTUAL_FRAME_DURATION, VR::IS, &((t.bed_duration_s * 1000.0).round() as i64).to_string());
-    obj.put(DataElement::new(tags::NUMBER_OF_SLICES, VR::US, PrimitiveValue::from(nk as u16)));
-    obj.put(DataElement::new(tags::IMAGE_INDEX, VR::US, PrimitiveValue::from((nk - k) as u16)));
+    put(
+        obj,
+        tags::ACTUAL_FRAME_DURATION,
+        VR::IS,
+        &((t.bed_duration_s * 1000.0).round() as i64).to_string(),
+    );
+    obj.put(DataElement::new(
+        tags::NUMBER_OF_SLICES,
+        VR::US,
+        PrimitiveValue::from(nk as u16),
+    ));
+    obj.put(DataElement::new(
+        tags::IMAGE_INDEX,
+        VR::US,
+        PrimitiveValue::from((nk - k) as u16),
+    ));
 
     let mut code = InMemDicomObject::new_empty();
     put(&mut code, tags::CODE_VALUE, VR::SH, "C-111A1");
@@ -291,10 +396,30 @@ fn put_pet_tags(obj: &mut InMemDicomObject, t: &PetDoseTiming, nk: usize, k: usi
     put(&mut code, tags::CODE_MEANING, VR::LO, "^18^Fluorine");
     let mut item = InMemDicomObject::new_empty();
     put(&mut item, tags::RADIOPHARMACEUTICAL, VR::LO, "18F-DCFPyL");
-    put(&mut item, tags::RADIOPHARMACEUTICAL_START_TIME, VR::TM, &t.injection.format("%H%M%S%.6f").to_string());
-    put(&mut item, tags::RADIONUCLIDE_TOTAL_DOSE, VR::DS, &ds(t.injected_dose_bq));
-    put(&mut item, tags::RADIONUCLIDE_HALF_LIFE, VR::DS, &ds(t.half_life_s));
-    put(&mut item, tags::RADIONUCLIDE_POSITRON_FRACTION, VR::DS, "0.9686");
+    put(
+        &mut item,
+        tags::RADIOPHARMACEUTICAL_START_TIME,
+        VR::TM,
+        &t.injection.format("%H%M%S%.6f").to_string(),
+    );
+    put(
+        &mut item,
+        tags::RADIONUCLIDE_TOTAL_DOSE,
+        VR::DS,
+        &ds(t.injected_dose_bq),
+    );
+    put(
+        &mut item,
+        tags::RADIONUCLIDE_HALF_LIFE,
+        VR::DS,
+        &ds(t.half_life_s),
+    );
+    put(
+        &mut item,
+        tags::RADIONUCLIDE_POSITRON_FRACTION,
+        VR::DS,
+        "0.9686",
+    );
     put(
         &mut item,
         tags::RADIOPHARMACEUTICAL_START_DATE_TIME,
@@ -318,7 +443,9 @@ fn put_pet_tags(obj: &mut InMemDicomObject, t: &PetDoseTiming, nk: usize, k: usi
 /// is formatted as a DS first and parsed back, so that stored × slope is what
 /// a reader computes (the clamp absorbs the last-digit rounding of the DS). Returns the slope's DS text and the stored values.
 fn quantise(physical: &[f64], intercept: f64, unit_slope: bool) -> (String, Vec<i16>) {
-    let max_abs = physical.iter().fold(0.0f64, |m, v| m.max((v - intercept).abs()));
+    let max_abs = physical
+        .iter()
+        .fold(0.0f64, |m, v| m.max((v - intercept).abs()));
     let slope = if (unit_slope && max_abs <= 32767.0) || max_abs == 0.0 {
         1.0
     } else {
@@ -364,7 +491,9 @@ pub fn derive_uid(seed: u64, parts: &[&str]) -> String {
     for p in parts {
         for b in p.bytes().chain(std::iter::once(0x1f)) {
             h1 = (h1 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-            h2 = (h2 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+            h2 = (h2 ^ b as u64)
+                .wrapping_mul(0x0000_0100_0000_01b3)
+                .rotate_left(5);
         }
     }
     let v = ((splitmix(h1) as u128) << 64) | splitmix(h2 ^ h1.rotate_left(17)) as u128;
@@ -384,7 +513,18 @@ mod tests {
 
     #[test]
     fn ds_fits_sixteen_characters_and_keeps_precision() {
-        for v in [0.0, 1.0, -1024.0, 72.5, 3.7e8, 6586.2, 1.0 / 3.0, -123.456789012345678, 1.234e-7, 98765.4321987] {
+        for v in [
+            0.0,
+            1.0,
+            -1024.0,
+            72.5,
+            3.7e8,
+            6586.2,
+            1.0 / 3.0,
+            -123.456789012345678,
+            1.234e-7,
+            98765.4321987,
+        ] {
             let s = ds(v);
             assert!(s.len() <= 16, "{s}");
             let back: f64 = s.parse().unwrap();
@@ -394,7 +534,9 @@ mod tests {
 
     #[test]
     fn quantisation_error_is_half_a_slope() {
-        let v: Vec<f64> = (0..1000).map(|i| (i as f64 * 0.731).sin() * 12345.6 + 20000.0).collect();
+        let v: Vec<f64> = (0..1000)
+            .map(|i| (i as f64 * 0.731).sin() * 12345.6 + 20000.0)
+            .collect();
         let (slope, stored) = quantise(&v, 0.0, false);
         let slope: f64 = slope.parse().unwrap();
         for (x, s) in v.iter().zip(&stored) {
@@ -412,6 +554,8 @@ mod tests {
         assert_ne!(a, derive_uid(8, &["case_0001", "study"]));
         assert_ne!(a, derive_uid(7, &["case_0002", "study"]));
         assert_ne!(derive_uid(7, &["ab", "c"]), derive_uid(7, &["a", "bc"]));
-        assert!(a.len() <= 64 && a.starts_with("2.25.") && a[5..].bytes().all(|b| b.is_ascii_digit()));
+        assert!(
+            a.len() <= 64 && a.starts_with("2.25.") && a[5..].bytes().all(|b| b.is_ascii_digit())
+        );
     }
 }

@@ -59,20 +59,39 @@ fn run(tags: &PetSuvTags) -> SuvReport {
 #[test]
 fn bqml_reference_case_matches_hand_computation() {
     let r = run(&reference());
-    assert!(rel(r.suv_factor, REFERENCE_FACTOR) < 1e-6, "{}", r.suv_factor);
+    assert!(
+        rel(r.suv_factor, REFERENCE_FACTOR) < 1e-6,
+        "{}",
+        r.suv_factor
+    );
     assert_eq!(r.method, SuvMethod::BqmlBodyWeight);
-    assert_eq!(r.scan_time_rule, Some(ScanTimeRule::SeriesNotAfterEarliestAcquisition));
-    assert_eq!(r.injection_time_rule, Some(InjectionTimeRule::StartDateTime));
+    assert_eq!(
+        r.scan_time_rule,
+        Some(ScanTimeRule::SeriesNotAfterEarliestAcquisition)
+    );
+    assert_eq!(
+        r.injection_time_rule,
+        Some(InjectionTimeRule::StartDateTime)
+    );
     assert!((r.decay_time_s.unwrap() - 3930.0).abs() < 1e-9);
-    assert_eq!(r.scan_datetime.as_deref(), Some("2026-11-28T10:20:30.000000"));
-    assert_eq!(r.injection_datetime.as_deref(), Some("2026-11-28T09:15:00.000000"));
+    assert_eq!(
+        r.scan_datetime.as_deref(),
+        Some("2026-11-28T10:20:30.000000")
+    );
+    assert_eq!(
+        r.injection_datetime.as_deref(),
+        Some("2026-11-28T09:15:00.000000")
+    );
     assert!(rel(r.decayed_dose_bq.unwrap(), 2.4467e8) < 1e-4);
     assert_eq!(r.tags["(0054,1001) Units"], "BQML");
     assert_eq!(r.tags["(0010,1030) PatientWeight"], "72.5");
     assert!(r.overrides.is_empty());
     let json = serde_json::to_value(&r).unwrap();
     assert!(json["suv_factor"].as_f64().unwrap() > 0.0);
-    assert_eq!(json["scan_time_rule"], "series_not_after_earliest_acquisition");
+    assert_eq!(
+        json["scan_time_rule"],
+        "series_not_after_earliest_acquisition"
+    );
 }
 
 #[test]
@@ -85,7 +104,11 @@ fn re_reconstructed_series_time_is_not_used() {
     assert!(rel(r.suv_factor, REFERENCE_FACTOR) < 1e-6);
     // The SeriesTime shortcut would be 33 % too high.
     let shortcut = factor_for_decay_time(3930.0 + 2710.0);
-    assert!((shortcut / r.suv_factor - 1.33).abs() < 0.005, "{}", shortcut / r.suv_factor);
+    assert!(
+        (shortcut / r.suv_factor - 1.33).abs() < 0.005,
+        "{}",
+        shortcut / r.suv_factor
+    );
     assert!(r.notes.iter().any(|n| n.contains("re-reconstructed")));
 }
 
@@ -102,7 +125,10 @@ fn ge_private_scan_time_wins_over_earliest_acquisition_when_series_is_later() {
     // Ignored when the series time passes the check.
     let mut t2 = reference();
     t2.ge_private_scan_datetime = Some("20261128101500".into());
-    assert_eq!(run(&t2).scan_time_rule, Some(ScanTimeRule::SeriesNotAfterEarliestAcquisition));
+    assert_eq!(
+        run(&t2).scan_time_rule,
+        Some(ScanTimeRule::SeriesNotAfterEarliestAcquisition)
+    );
 }
 
 #[test]
@@ -121,11 +147,18 @@ fn first_file_is_not_the_earliest_bed() {
     assert!(r.tags.values().any(|v| v.contains("c.dcm")));
     // The first-file shortcut would be 14.5 % too high.
     let shortcut = factor_for_decay_time(3930.0 + 1286.0);
-    assert!((shortcut / r.suv_factor - 1.145).abs() < 0.002, "{}", shortcut / r.suv_factor);
+    assert!(
+        (shortcut / r.suv_factor - 1.145).abs() < 0.002,
+        "{}",
+        shortcut / r.suv_factor
+    );
     // With a series time equal to the earliest bed, the series rule applies.
     t.series_time = Some("102030".into());
     let r = run(&t);
-    assert_eq!(r.scan_time_rule, Some(ScanTimeRule::SeriesNotAfterEarliestAcquisition));
+    assert_eq!(
+        r.scan_time_rule,
+        Some(ScanTimeRule::SeriesNotAfterEarliestAcquisition)
+    );
     assert!(rel(r.suv_factor, REFERENCE_FACTOR) < 1e-6);
 }
 
@@ -157,7 +190,10 @@ fn series_time_without_acquisition_times_is_used_with_a_note() {
     let mut t = reference();
     t.acquisitions.clear();
     let r = run(&t);
-    assert_eq!(r.scan_time_rule, Some(ScanTimeRule::SeriesWithoutAcquisitionTimes));
+    assert_eq!(
+        r.scan_time_rule,
+        Some(ScanTimeRule::SeriesWithoutAcquisitionTimes)
+    );
     assert!(rel(r.suv_factor, REFERENCE_FACTOR) < 1e-6);
     assert!(!r.notes.is_empty());
     t.series_time = None;
@@ -170,7 +206,10 @@ fn start_time_is_placed_on_the_series_date() {
     let mut t = reference();
     t.radiopharmaceutical_start_datetime = None;
     let r = run(&t);
-    assert_eq!(r.injection_time_rule, Some(InjectionTimeRule::StartTimeOnSeriesDate));
+    assert_eq!(
+        r.injection_time_rule,
+        Some(InjectionTimeRule::StartTimeOnSeriesDate)
+    );
     assert!(rel(r.suv_factor, REFERENCE_FACTOR) < 1e-6);
 }
 
@@ -179,7 +218,10 @@ fn start_datetime_is_preferred_over_start_time() {
     let mut t = reference();
     t.radiopharmaceutical_start_time = Some("080000".into());
     let r = run(&t);
-    assert_eq!(r.injection_time_rule, Some(InjectionTimeRule::StartDateTime));
+    assert_eq!(
+        r.injection_time_rule,
+        Some(InjectionTimeRule::StartDateTime)
+    );
     assert!((r.decay_time_s.unwrap() - 3930.0).abs() < 1e-9);
 }
 
@@ -192,8 +234,14 @@ fn midnight_crossing_moves_injection_to_the_previous_day() {
     t.series_time = Some("001500".into());
     t.acquisitions = vec![stamp("a.dcm", "20261129", "001500")];
     let r = run(&t);
-    assert_eq!(r.injection_time_rule, Some(InjectionTimeRule::StartTimePreviousDay));
-    assert_eq!(r.injection_datetime.as_deref(), Some("2026-11-28T23:30:00.000000"));
+    assert_eq!(
+        r.injection_time_rule,
+        Some(InjectionTimeRule::StartTimePreviousDay)
+    );
+    assert_eq!(
+        r.injection_datetime.as_deref(),
+        Some("2026-11-28T23:30:00.000000")
+    );
     assert!((r.decay_time_s.unwrap() - 2700.0).abs() < 1e-9);
     assert!(rel(r.suv_factor, factor_for_decay_time(2700.0)) < 1e-12);
 }
@@ -243,7 +291,10 @@ fn corrected_image_must_contain_attn_and_decy() {
     let mut t = reference();
     t.corrected_image = vec!["ATTN".into(), "SCAT".into()];
     let e = compute_suv(&t, &SuvOverrides::default()).unwrap_err();
-    assert!(e.to_string().contains("(0028,0051) CorrectedImage") && e.to_string().contains("DECY"), "{e}");
+    assert!(
+        e.to_string().contains("(0028,0051) CorrectedImage") && e.to_string().contains("DECY"),
+        "{e}"
+    );
     t.corrected_image = vec!["DECY".into()];
     let e = compute_suv(&t, &SuvOverrides::default()).unwrap_err();
     assert!(e.to_string().contains("ATTN"), "{e}");
@@ -285,7 +336,10 @@ fn philips_counts_without_private_tags_is_refused() {
     t.units = Some("CNTS".into());
     let e = compute_suv(&t, &SuvOverrides::default()).unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("(7053,1000)") && msg.contains("(7053,1009)"), "{msg}");
+    assert!(
+        msg.contains("(7053,1000)") && msg.contains("(7053,1009)"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -323,10 +377,26 @@ fn enhanced_pet_dose_is_in_megabecquerel() {
 #[test]
 fn missing_or_zero_weight_dose_half_life_name_the_tag() {
     let cases: [(fn(&mut PetSuvTags), &str, &str); 4] = [
-        (|t| t.patient_weight_kg = None, "(0010,1030) PatientWeight", "--weight-kg"),
-        (|t| t.patient_weight_kg = Some(0.0), "(0010,1030) PatientWeight", "--weight-kg"),
-        (|t| t.radionuclide_total_dose = Some(0.0), "(0018,1074) RadionuclideTotalDose", "--dose-bq"),
-        (|t| t.radionuclide_half_life_s = None, "(0018,1075) RadionuclideHalfLife", "--half-life-s"),
+        (
+            |t| t.patient_weight_kg = None,
+            "(0010,1030) PatientWeight",
+            "--weight-kg",
+        ),
+        (
+            |t| t.patient_weight_kg = Some(0.0),
+            "(0010,1030) PatientWeight",
+            "--weight-kg",
+        ),
+        (
+            |t| t.radionuclide_total_dose = Some(0.0),
+            "(0018,1074) RadionuclideTotalDose",
+            "--dose-bq",
+        ),
+        (
+            |t| t.radionuclide_half_life_s = None,
+            "(0018,1075) RadionuclideHalfLife",
+            "--half-life-s",
+        ),
     ];
     for (edit, tag, flag) in cases {
         let mut t = reference();
@@ -383,7 +453,10 @@ fn injection_time_missing_or_overridden() {
     t.radiopharmaceutical_start_datetime = None;
     t.radiopharmaceutical_start_time = None;
     let e = compute_suv(&t, &SuvOverrides::default()).unwrap_err();
-    assert!(e.to_string().contains("(0018,1078)") && e.to_string().contains("--injection-time"), "{e}");
+    assert!(
+        e.to_string().contains("(0018,1078)") && e.to_string().contains("--injection-time"),
+        "{e}"
+    );
     for (value, rule) in [
         ("09:15:00", InjectionTimeRule::OverrideTimeOfDay),
         ("2026-11-28T09:15:00", InjectionTimeRule::OverrideDateTime),
@@ -402,7 +475,10 @@ fn injection_time_missing_or_overridden() {
         injection_time: Some("nine fifteen".into()),
         ..Default::default()
     };
-    assert!(matches!(compute_suv(&t, &ov), Err(SuvError::InvalidOverride { .. })));
+    assert!(matches!(
+        compute_suv(&t, &ov),
+        Err(SuvError::InvalidOverride { .. })
+    ));
 }
 
 #[test]
@@ -410,7 +486,10 @@ fn malformed_times_name_the_tag_and_file() {
     let mut t = reference();
     t.acquisitions[2].time = Some("25:99".into());
     let e = compute_suv(&t, &SuvOverrides::default()).unwrap_err();
-    assert!(e.to_string().contains("f2.dcm") && e.to_string().contains("AcquisitionTime"), "{e}");
+    assert!(
+        e.to_string().contains("f2.dcm") && e.to_string().contains("AcquisitionTime"),
+        "{e}"
+    );
     let mut t = reference();
     t.series_date = Some("2026-13-40".into());
     let e = compute_suv(&t, &SuvOverrides::default()).unwrap_err();
