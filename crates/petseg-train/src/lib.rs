@@ -6,6 +6,8 @@
 //! (`petseg-eval`); it drives them.
 
 pub mod error;
+pub mod optim;
+pub mod predict;
 pub mod sliding;
 
 pub use error::{Result, TrainError};
