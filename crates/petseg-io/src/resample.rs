@@ -79,6 +79,9 @@ impl Resamplable for f64 {
 /// fall on the source's edge up to rounding are not filled.
 const EDGE_TOL: f64 = 1e-6;
 
+/// Distance (in voxels) under which a sample point counts as a voxel centre.
+const SNAP_TOL: f64 = 1e-9;
+
 /// Resamples `vol` onto the grid `target_shape` × `target_affine`.
 ///
 /// Works for any pair of affines (oblique included). Target voxels whose
@@ -213,8 +216,13 @@ fn sample<T: Resamplable>(
             let mut hi = [0usize; 3];
             let mut w = [0f64; 3];
             for a in 0..3 {
-                let f = x[a].floor();
-                w[a] = x[a] - f;
+                // A point within SNAP_TOL of a centre is on it: identical or
+                // integer-aligned grids then copy values exactly instead of
+                // blending in 1e-16 of a neighbour.
+                let r = x[a].round();
+                let xa = if (x[a] - r).abs() < SNAP_TOL { r } else { x[a] };
+                let f = xa.floor();
+                w[a] = xa - f;
                 let last = shape[a] as f64 - 1.0;
                 lo[a] = f.clamp(0.0, last) as usize;
                 hi[a] = (f + 1.0).clamp(0.0, last) as usize;
