@@ -568,27 +568,21 @@ fn render_ct(
     planned: &[PlannedLesion],
     noise_key: [u8; 32],
 ) -> Result<Volume<f32>> {
-    use rand_distr::{Distribution, StandardNormal};
     use rayon::prelude::*;
 
     let map = grid.paint(shapes);
-    let st = &anatomy.structures;
-    let tissue_of = |c: u16| {
-        if c == 0 {
-            Tissue::Air
-        } else {
-            st[c as usize - 1].tissue
-        }
-    };
-    let slab = grid.shape[0] * grid.shape[1];
-    let mut hu: Vec<f32> = map
-        .par_iter()
-        .map(|&c| anatomy.hu[tissue_of(c) as usize])
+    // Per painted code (0 = air): tissue, mean HU and texture SD.
+    let tissues: Vec<Tissue> = std::iter::once(Tissue::Air)
+        .chain(anatomy.structures.iter().map(|s| s.tissue))
         .collect();
+    let mean_hu: Vec<f32> = tissues.iter().map(|&t| anatomy.hu[t as usize]).collect();
+    let sd_hu: Vec<f32> = tissues.iter().map(|&t| t.hu().1).collect();
+    let slab = grid.shape[0] * grid.shape[1];
+    let mut hu: Vec<f32> = map.par_iter().map(|&c| mean_hu[c as usize]).collect();
     // Lesions replace the tissue value: sclerotic in bone, soft tissue elsewhere.
     for l in planned {
         grid.for_each_inside(&l.shape, |idx, _| {
-            hu[idx] = if tissue_of(map[idx]) == Tissue::Bone {
+            hu[idx] = if tissues[map[idx] as usize] == Tissue::Bone {
                 l.sclerotic_hu
             } else {
                 l.soft_hu
@@ -601,9 +595,16 @@ fn render_ct(
             .enumerate()
             .for_each(|(k, (out, codes))| {
                 let mut rng = psf::stream_rng(noise_key, SUBSTREAM_CT_NOISE + k as u64);
-                for (o, &c) in out.iter_mut().zip(codes) {
-                    let n: f64 = StandardNormal.sample(&mut rng);
-                    *o += tissue_of(c).hu().1 * n as f32;
+                let table = psf::normal_table();
+                for (o2, c2) in out.chunks_mut(2).zip(codes.chunks(2)) {
+                    let bits = rng.next_u32();
+                    let n = [
+                        table[(bits & 0xffff) as usize],
+                        table[(bits >> 16) as usize],
+                    ];
+                    for ((o, &c), n) in o2.iter_mut().zip(c2).zip(n) {
+                        *o += sd_hu[c as usize] * n;
+                    }
                 }
             });
     }

@@ -83,6 +83,8 @@ impl Grid {
         let [ni, nj, _] = self.shape;
         let world = self.world_fn();
         let mut map = vec![0u16; self.len()];
+        let m = *self.affine.matrix();
+        let u = [m[(0, 0)], m[(1, 0)], m[(2, 0)]];
         map.par_chunks_mut(ni * nj)
             .enumerate()
             .for_each(|(k, slab)| {
@@ -93,9 +95,42 @@ impl Grid {
                     }
                     let code = (n + 1) as u16;
                     for j in b[1].0..=b[1].1 {
-                        for i in b[0].0..=b[0].1 {
-                            if shape.contains(world(i, j, k)) {
-                                slab[i + ni * j] = code;
+                        let row = &mut slab[ni * j..ni * (j + 1)];
+                        let inside = |i: usize| shape.contains(world(i, j, k));
+                        match shape.line_interval(world(0, j, k), u) {
+                            Some(None) => {}
+                            Some(Some((t0, t1))) => {
+                                // The closed-form interval, then its ends settled
+                                // by the exact test so that the result equals
+                                // point-by-point sampling (sections are convex).
+                                let (lo, hi) = (b[0].0 as f64, b[0].1 as f64);
+                                if t1.floor() < lo || t0.ceil() > hi {
+                                    continue;
+                                }
+                                let mut i0 = t0.ceil().max(lo) as usize;
+                                let mut i1 = t1.floor().min(hi) as usize;
+                                while i0 > b[0].0 && inside(i0 - 1) {
+                                    i0 -= 1;
+                                }
+                                while i1 < b[0].1 && inside(i1 + 1) {
+                                    i1 += 1;
+                                }
+                                while i0 <= i1 && !inside(i0) {
+                                    i0 += 1;
+                                }
+                                while i1 > i0 && !inside(i1) {
+                                    i1 -= 1;
+                                }
+                                if i0 <= i1 && inside(i0) {
+                                    row[i0..=i1].fill(code);
+                                }
+                            }
+                            None => {
+                                for i in b[0].0..=b[0].1 {
+                                    if inside(i) {
+                                        row[i] = code;
+                                    }
+                                }
                             }
                         }
                     }
@@ -164,5 +199,60 @@ mod tests {
             inside += 1;
         });
         assert_eq!(inside as f64, n2);
+    }
+
+    #[test]
+    fn interval_painting_equals_point_sampling() {
+        let grid = Grid {
+            shape: [37, 29, 23],
+            affine: Affine::from_rows([
+                [-1.7, 0.0, 0.0, 30.0],
+                [0.0, -1.3, 0.0, 18.0],
+                [0.0, 0.0, 2.1, -22.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ])
+            .unwrap(),
+        };
+        let shapes = [
+            Shape::frustum(
+                -20.0,
+                [1.0, -2.0],
+                [25.0, 14.0],
+                15.0,
+                [-4.0, 3.0],
+                [12.0, 16.0],
+            ),
+            Shape::ellipsoid([3.0, 1.0, -4.0], [17.0, 6.0, 11.0], 0.7),
+            Shape::ellipsoid([-40.0, 1.0, -4.0], [17.0, 6.0, 11.0], 0.0),
+            Shape::Band {
+                centre: [0.0, 0.0],
+                r: [20.0, 15.0],
+                z_post: 5.0,
+                drop: 10.0,
+                half_radial: 3.0,
+                half_z: 3.0,
+                lo: -0.9,
+                hi: 0.5,
+            },
+            Shape::ellipsoid([8.0, -6.0, 3.0], [2.0, 2.0, 2.0], 0.0),
+        ];
+        let fast = grid.paint(&shapes);
+        let [ni, nj, nk] = grid.shape;
+        for k in 0..nk {
+            for j in 0..nj {
+                for i in 0..ni {
+                    let p = grid.affine.voxel_to_world([i as f64, j as f64, k as f64]);
+                    let want = shapes
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, s)| s.contains(p))
+                        .map(|(n, _)| n as u16 + 1)
+                        .last()
+                        .unwrap_or(0);
+                    assert_eq!(fast[i + ni * (j + nj * k)], want, "voxel {i} {j} {k}");
+                }
+            }
+        }
+        assert!(fast.iter().any(|&c| c == 5) && fast.iter().any(|&c| c == 4));
     }
 }

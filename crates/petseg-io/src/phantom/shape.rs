@@ -210,6 +210,71 @@ impl Shape {
         }
     }
 
+    /// The parameter interval `[t0, t1]` over which the line `p0 + t·u`
+    /// is inside, for shapes whose sections along the line are convex and
+    /// computable in closed form (ellipsoids; frustums when `u` has no z
+    /// component). `Some(None)`: the line misses the shape. `None`: no
+    /// closed form, test point by point.
+    pub(crate) fn line_interval(&self, p0: [f64; 3], u: [f64; 3]) -> Option<Option<(f64, f64)>> {
+        // Solves Σ ((a_m + t·b_m) / r_m)² ≤ 1 for t.
+        fn quadratic(terms: &[(f64, f64, f64)]) -> Option<(f64, f64)> {
+            let (mut qa, mut qb, mut qc) = (0.0, 0.0, -1.0);
+            for &(a, b, r) in terms {
+                qa += (b / r) * (b / r);
+                qb += 2.0 * a * b / (r * r);
+                qc += (a / r) * (a / r);
+            }
+            if qa < 1e-18 {
+                return (qc <= 0.0).then_some((f64::NEG_INFINITY, f64::INFINITY));
+            }
+            let disc = qb * qb - 4.0 * qa * qc;
+            if disc < 0.0 {
+                return None;
+            }
+            let sq = disc.sqrt();
+            Some(((-qb - sq) / (2.0 * qa), (-qb + sq) / (2.0 * qa)))
+        }
+        match *self {
+            Shape::Ellipsoid {
+                centre,
+                r,
+                cos,
+                sin,
+            } => {
+                let d = [p0[0] - centre[0], p0[1] - centre[1], p0[2] - centre[2]];
+                Some(quadratic(&[
+                    (cos * d[0] + sin * d[1], cos * u[0] + sin * u[1], r[0]),
+                    (-sin * d[0] + cos * d[1], -sin * u[0] + cos * u[1], r[1]),
+                    (d[2], u[2], r[2]),
+                ]))
+            }
+            Shape::Frustum {
+                z0,
+                z1,
+                c0,
+                c1,
+                r0,
+                r1,
+            } if u[2] == 0.0 => {
+                let (lo, hi) = if z0 <= z1 { (z0, z1) } else { (z1, z0) };
+                if p0[2] < lo || p0[2] > hi {
+                    return Some(None);
+                }
+                let t = if z1 != z0 {
+                    (p0[2] - z0) / (z1 - z0)
+                } else {
+                    0.0
+                };
+                let cx = c0[0] + t * (c1[0] - c0[0]);
+                let cy = c0[1] + t * (c1[1] - c0[1]);
+                let rx = r0[0] + t * (r1[0] - r0[0]);
+                let ry = r0[1] + t * (r1[1] - r0[1]);
+                Some(quadratic(&[(p0[0] - cx, u[0], rx), (p0[1] - cy, u[1], ry)]))
+            }
+            _ => None,
+        }
+    }
+
     /// Axis-aligned world bounding box `(min, max)`.
     pub(crate) fn bbox(&self) -> ([f64; 3], [f64; 3]) {
         match *self {
