@@ -26,7 +26,7 @@
 //! Every parameter's `VarBuilder` path is MONAI's `state_dict` key (`convInit.conv.weight`,
 //! `model.1.attention.W_g.1.running_mean`, …), so a MONAI checkpoint loads without
 //! conversion and our safetensors load into MONAI with `strict=True`. BatchNorm running
-//! statistics are variables in the `VarMap` (candle-nn's `BatchNorm`); they receive no
+//! statistics are variables in the `VarMap`; they receive no
 //! gradient, so an optimiser over `varmap.all_vars()` leaves them alone. PyTorch's
 //! `num_batches_tracked` is not kept (see [`weights`]).
 //!
