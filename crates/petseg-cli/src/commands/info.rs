@@ -1,5 +1,6 @@
 //! `petseg info FILE`: a volume's header facts and value range at a glance.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -8,8 +9,10 @@ use serde::Serialize;
 
 /// Arguments of `petseg info`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  petseg info imagesTr/case_0001_0001.nii.gz\n  \
-                        petseg info --json labelsTr/case_0001.nii.gz | jq .shape")]
+#[command(
+    after_help = "Examples:\n  petseg info imagesTr/case_0001_0001.nii.gz\n  \
+                        petseg info --json labelsTr/case_0001.nii.gz | jq .shape"
+)]
 pub struct Args {
     /// A NIfTI-1 file (.nii or .nii.gz).
     pub file: PathBuf,
@@ -109,59 +112,79 @@ fn fmt_opt(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.6}"))
 }
 
-fn print_text(r: &Report) {
+fn render_text(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
     let [a, b, c] = r.shape;
     let [sx, sy, sz] = r.spacing_mm;
-    println!("file:         {}", r.file);
-    println!("shape:        {a} × {b} × {c} ({} voxels)", a * b * c);
-    match r.scaling {
-        Some([s, i]) => println!(
-            "dtype:        {} (stored {}, scaled: value × {s} + {i})",
+    let _ = writeln!(o, "file:         {}", r.file);
+    let _ = writeln!(o, "shape:        {a} × {b} × {c} ({} voxels)", a * b * c);
+    let dtype = match r.scaling {
+        Some([s, i]) => format!(
+            "{} (stored {}, scaled: value × {s} + {i})",
             r.dtype, r.stored_dtype
         ),
-        None => println!("dtype:        {}", r.dtype),
-    }
-    println!(
+        None => r.dtype.to_string(),
+    };
+    let order = if r.big_endian { ", big-endian" } else { "" };
+    let _ = writeln!(o, "dtype:        {dtype}{order}");
+    let _ = writeln!(
+        o,
         "spacing:      {sx:.4} × {sy:.4} × {sz:.4} mm ({:.6} ml per voxel)",
         r.voxel_volume_ml
     );
-    println!(
+    let _ = writeln!(
+        o,
         "orientation:  {} (affine from {}; sform_code {}, qform_code {})",
         r.orientation, r.affine_source, r.sform_code, r.qform_code
     );
-    println!(
+    let _ = writeln!(
+        o,
         "origin:       {:.4}, {:.4}, {:.4} mm",
         r.origin_mm[0], r.origin_mm[1], r.origin_mm[2]
     );
-    println!("affine:       voxel → RAS+ mm");
+    let _ = writeln!(o, "affine:       voxel → RAS+ mm");
     for row in r.affine {
-        println!(
+        let _ = writeln!(
+            o,
             "  [{:>12.6} {:>12.6} {:>12.6} {:>12.6}]",
             row[0], row[1], row[2], row[3]
         );
     }
     let v = &r.values;
-    println!(
+    let _ = writeln!(
+        o,
         "values:       min {}  max {}  mean {}",
         fmt_opt(v.min),
         fmt_opt(v.max),
         fmt_opt(v.mean)
     );
-    println!(
+    let _ = writeln!(
+        o,
         "              {} NaN, {} non-zero voxels",
         v.nan_count, v.nonzero_count
     );
+    o
 }
 
 /// Runs `petseg info`: reads the whole volume (so that a truncated or
 /// corrupt file is reported, not just its header) and prints the report.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (info, vol) = read_nifti_with_header(&args.file).context("cannot read the volume")?;
+    // The io error already names the file and its cause; flatten it so that
+    // the cause is not printed twice by the error chain.
+    let (info, vol) = read_nifti_with_header(&args.file)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("cannot read the volume")?;
     let r = report(&args, &info, &vol);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+    let text = if args.json {
+        serde_json::to_string_pretty(&r)? + "\n"
     } else {
-        print_text(&r);
+        render_text(&r)
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // A closed pipe (`petseg info f | head`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
     }
-    Ok(())
 }
