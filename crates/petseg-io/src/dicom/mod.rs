@@ -32,6 +32,7 @@
 //! # Ok::<(), petseg_io::IoError>(())
 //! ```
 
+pub mod cohort;
 pub mod datetime;
 pub mod geometry;
 pub mod header;
@@ -43,6 +44,7 @@ pub mod writer;
 
 use std::path::Path;
 
+pub use cohort::write_cohort_dicom;
 pub use geometry::{series_geometry, SeriesGeometry};
 pub use header::SliceHeader;
 pub use scan::{scan_dir, DicomScan, DicomSeries};
@@ -50,7 +52,10 @@ pub use suv::{
     compute_suv, AcquisitionStamp, InjectionTimeRule, OverrideRecord, PetSuvTags, ScanTimeRule,
     SuvError, SuvMethod, SuvOverrides, SuvReport,
 };
-pub use writer::{write_series, PetDoseTiming, SeriesKind, SeriesSpec, TransferSyntaxChoice};
+pub use writer::{
+    write_case_dicom, write_series, CaseDicom, PetDoseTiming, SeriesKind, SeriesSpec,
+    TransferSyntaxChoice,
+};
 
 use crate::error::{IoError, Result};
 use crate::volume::Volume;
@@ -68,30 +73,67 @@ pub fn read_ct_hu(dir: &Path) -> Result<Volume<f32>> {
     load_ct_hu(scan.single("CT")?)
 }
 
-/// Loads a PT series (from a [`DicomScan`]) as SUVbw.
-pub fn load_pet_suv(
-    series: &DicomSeries,
-    overrides: &SuvOverrides,
-) -> Result<(Volume<f32>, SuvReport)> {
+/// Everything about a PT series except its pixels: checked geometry and the
+/// SUV report. Cheap (headers only), so a batch can validate every study
+/// before decoding or writing anything.
+#[derive(Debug, Clone)]
+pub struct PetPlan {
+    /// Slice order, shape and affine.
+    pub geometry: SeriesGeometry,
+    /// How the SUV factor was obtained.
+    pub report: SuvReport,
+}
+
+/// Checks a PT series (modality, geometry, transfer syntaxes, SUV rules)
+/// without decoding pixels.
+pub fn plan_pet_suv(series: &DicomSeries, overrides: &SuvOverrides) -> Result<PetPlan> {
     expect_modality(series, "PT")?;
-    let geom = series_geometry(series)?;
-    let tags = series_pet_tags(series, &geom)?;
+    let geometry = series_geometry(series)?;
+    pixels::check_transfer_syntaxes(series)?;
+    let tags = series_pet_tags(series, &geometry)?;
     let report = compute_suv(&tags, overrides).map_err(|e| {
         IoError::format(
             series_folder(series),
             format!("PET series {}: {e}", series.uid),
         )
     })?;
-    let data = pixels::decode_series(series, &geom, report.suv_factor)?;
-    Ok((Volume::from_raster(geom.shape, data, geom.affine)?, report))
+    Ok(PetPlan { geometry, report })
+}
+
+/// Checks a CT series (modality, geometry, transfer syntaxes) without decoding pixels.
+pub fn plan_ct_hu(series: &DicomSeries) -> Result<SeriesGeometry> {
+    expect_modality(series, "CT")?;
+    let geometry = series_geometry(series)?;
+    pixels::check_transfer_syntaxes(series)?;
+    Ok(geometry)
+}
+
+/// Decodes a planned PT series as SUVbw.
+pub fn decode_pet_suv(series: &DicomSeries, plan: &PetPlan) -> Result<Volume<f32>> {
+    let g = &plan.geometry;
+    let data = pixels::decode_series(series, g, plan.report.suv_factor)?;
+    Volume::from_raster(g.shape, data, g.affine)
+}
+
+/// Decodes a planned CT series in HU.
+pub fn decode_ct_hu(series: &DicomSeries, geometry: &SeriesGeometry) -> Result<Volume<f32>> {
+    let data = pixels::decode_series(series, geometry, 1.0)?;
+    Volume::from_raster(geometry.shape, data, geometry.affine)
+}
+
+/// Loads a PT series (from a [`DicomScan`]) as SUVbw, with its report.
+pub fn load_pet_suv(
+    series: &DicomSeries,
+    overrides: &SuvOverrides,
+) -> Result<(Volume<f32>, SuvReport)> {
+    let plan = plan_pet_suv(series, overrides)?;
+    Ok((decode_pet_suv(series, &plan)?, plan.report))
 }
 
 /// Loads a CT series (from a [`DicomScan`]) in HU.
 pub fn load_ct_hu(series: &DicomSeries) -> Result<Volume<f32>> {
-    expect_modality(series, "CT")?;
-    let geom = series_geometry(series)?;
-    let data = pixels::decode_series(series, &geom, 1.0)?;
-    Volume::from_raster(geom.shape, data, geom.affine)
+    let geometry = plan_ct_hu(series)?;
+    decode_ct_hu(series, &geometry)
 }
 
 fn expect_modality(series: &DicomSeries, modality: &str) -> Result<()> {

@@ -32,9 +32,10 @@ use crate::volume::Volume;
 pub const F18_HALF_LIFE_S: f64 = 6586.2;
 
 /// Transfer syntaxes the writer can produce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TransferSyntaxChoice {
-    /// Explicit VR Little Endian (1.2.840.10008.1.2.1), uncompressed.
+    /// Explicit VR Little Endian (1.2.840.10008.1.2.1), uncompressed (the default).
+    #[default]
     ExplicitVrLittleEndian,
     /// Deflated Explicit VR Little Endian (1.2.840.10008.1.2.1.99): the whole data set deflated.
     DeflatedExplicitVrLittleEndian,
@@ -99,6 +100,97 @@ impl PetDoseTiming {
         self.patient_weight_kg * 1000.0
             / (self.injected_dose_bq * (-dt_s / self.half_life_s).exp2())
     }
+}
+
+impl PetDoseTiming {
+    /// A plausible F-18 PSMA acquisition for synthetic case `index` of a
+    /// cohort: weight 55–110 kg, dose 200–400 MBq, uptake 55–75 min, a
+    /// morning injection on a day after 2026-01-05; all drawn from a hash of
+    /// (`seed`, `index`), so the same case always gets the same tags.
+    pub fn synthetic(seed: u64, index: usize) -> Self {
+        let u = |salt: &str| {
+            let h = splitmix(
+                seed ^ splitmix(
+                    index as u64
+                        ^ splitmix(
+                            salt.bytes()
+                                .fold(0u64, |a, b| a.wrapping_mul(131).wrapping_add(b as u64)),
+                        ),
+                ),
+            );
+            (h >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 5).expect("valid date")
+            + Duration::days((u("day") * 300.0) as i64);
+        let injection = day.and_hms_opt(8, 0, 0).expect("valid time")
+            + Duration::seconds((u("inj") * 10800.0) as i64);
+        let mut t = Self::f18(
+            (55.0 + 55.0 * u("weight")).round(),
+            (2.0e8 + 2.0e8 * u("dose")).round(),
+            injection,
+            (3300.0 + 1200.0 * u("uptake")).round(),
+        );
+        t.slices_per_bed = 56;
+        t
+    }
+}
+
+/// Where [`write_case_dicom`] put a case, and the SUV factor it encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseDicom {
+    /// The PT series folder (`{dir}/PT`).
+    pub pet_dir: PathBuf,
+    /// The CT series folder (`{dir}/CT`).
+    pub ct_dir: PathBuf,
+    /// The SUVbw factor a correct reader must find.
+    pub suv_factor: f64,
+}
+
+/// Writes one synthetic case as a PT series (`{dir}/PT`, from SUV) and a CT
+/// series (`{dir}/CT`, from HU on the CT's own grid) of one study, with
+/// [`PetDoseTiming::synthetic`] timing; the CT is acquired 5 min before the PET.
+pub fn write_case_dicom(
+    dir: &Path,
+    patient_id: &str,
+    pet_suv: &Volume<f32>,
+    ct_hu: &Volume<f32>,
+    seed: u64,
+    index: usize,
+    transfer_syntax: TransferSyntaxChoice,
+) -> Result<CaseDicom> {
+    let timing = PetDoseTiming::synthetic(seed, index);
+    let suv_factor = timing.suv_factor();
+    let ct_spec = SeriesSpec {
+        kind: SeriesKind::Ct {
+            acquired: timing.scan_start - Duration::minutes(5),
+            patient_weight_kg: timing.patient_weight_kg,
+        },
+        patient_id: patient_id.to_string(),
+        seed,
+        series_number: 1,
+        description: "CT WB 120kV".into(),
+        transfer_syntax,
+    };
+    let pet_spec = SeriesSpec {
+        kind: SeriesKind::Pet(timing),
+        patient_id: patient_id.to_string(),
+        seed,
+        series_number: 2,
+        description: "PET WB PSMA AC".into(),
+        transfer_syntax,
+    };
+    let (pet_dir, ct_dir) = (dir.join("PT"), dir.join("CT"));
+    // One study per case (a follow-up scan of the same patient is a new study).
+    let (mut ct_spec, mut pet_spec) = (ct_spec, pet_spec);
+    ct_spec.seed = seed ^ splitmix(index as u64);
+    pet_spec.seed = ct_spec.seed;
+    write_series(&ct_dir, ct_hu, &ct_spec)?;
+    write_series(&pet_dir, pet_suv, &pet_spec)?;
+    Ok(CaseDicom {
+        pet_dir,
+        ct_dir,
+        suv_factor,
+    })
 }
 
 /// PT or CT, with what each needs.
