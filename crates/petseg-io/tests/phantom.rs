@@ -410,3 +410,27 @@ fn cohort_layout_and_manifest() {
     assert_eq!(lesions["seed"], 5);
     assert!(lesions["cases"]["psma_0000"].is_array());
 }
+
+#[test]
+fn example_manifest_matches_the_generator() {
+    // data-manifests/phantom-small.json describes
+    // `petseg phantom --out demo-out/phantom-small --cases 24 --seed 42`.
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data-manifests/phantom-small.json");
+    let m = Manifest::load(&path).unwrap();
+    assert_eq!(m.root, Path::new("../demo-out/phantom-small"));
+    assert_eq!(m.cases.len(), 24);
+    let cfg = small();
+    for (i, c) in m.cases.iter().enumerate() {
+        assert_eq!(c.id, petseg_io::phantom::case_id(i));
+        let patient = petseg_io::phantom::patient_number(42, i, cfg.followup_probability);
+        assert_eq!(c.patient_id, petseg_io::phantom::patient_id(patient));
+        assert_eq!(
+            c.n_lesions,
+            Some(design_lesions(&cfg, 42, i).unwrap().len() as u32),
+            "{}",
+            c.id
+        );
+    }
+    assert!(m.patients().len() < 24, "some patients have several scans");
+}
