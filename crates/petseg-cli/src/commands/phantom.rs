@@ -37,6 +37,10 @@ pub struct Args {
     /// Print a JSON summary on stdout (progress goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Also write each case as DICOM PT and CT series (dicom/{ID}/PT, dicom/{ID}/CT),
+    /// for `petseg convert --batch OUT/dicom`.
+    #[arg(long)]
+    pub dicom: bool,
 }
 
 /// Phantom size on the command line.
@@ -92,6 +96,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     })
     .with_context(|| format!("writing the phantom cohort to {}", args.out.display()))?;
+    if args.dicom {
+        let dir = args.out.join("dicom");
+        petseg_io::dicom::write_cohort_dicom(&dir, &config, n, args.seed, Default::default())
+            .with_context(|| format!("writing DICOM series to {}", dir.display()))?;
+    }
     let manifest_path = args.out.join("manifest.json");
     if args.json {
         let summary = serde_json::json!({
