@@ -17,10 +17,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Convert DICOM PET/CT to NIfTI: PET in SUVbw (QIBA rules), CT in HU on the PET grid.
-    Convert(commands::convert::Args),
     /// Print a volume's shape, dtype, spacing, orientation, affine and value range.
     Info(commands::info::Args),
+    /// Label the connected components of a mask (6/18/26) into a label image.
+    Components(commands::components::Args),
+    /// Lesion metrics (DSC, FPV/FNV, C1-C3 detection, TMTV, Dmax) for a case or a folder.
+    Evaluate(commands::evaluate::Args),
     /// Write the synthetic PSMA PET/CT cohort (nnU-Net layout + manifest).
     Phantom(commands::phantom::Args),
 }
@@ -28,8 +30,9 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Convert(args) => commands::convert::run(args),
         Command::Info(args) => commands::info::run(args),
+        Command::Components(args) => commands::components::run(args),
+        Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Phantom(args) => commands::phantom::run(args),
     };
     match result {

@@ -18,8 +18,9 @@ i.e. NumPy C order of the array transposed to [k, j, i].
   fastest), where NumPy's argmax on an [i, j, k] array takes k fastest.
 * `dmax_brute`: all pairs of voxel centres, mm with spacing, in cm.
 
-Live mode: `python3 reference.py` reads one JSON request on stdin and
-writes the JSON answer on stdout (used by tests/live_*.rs).
+Live mode: `python3 reference.py` reads one JSON request on stdin (or
+{"op": "batch", "requests": [...]}) and writes the JSON answer on stdout
+(used by tests/live_scipy.rs).
 """
 import json
 import sys
@@ -170,9 +171,10 @@ def wilcoxon_ref(x, y, alternative, correction):
     return {"statistic": float(r.statistic), "pvalue": float(r.pvalue)}
 
 
-def main():
-    req = json.load(sys.stdin)
+def answer(req):
     op = req["op"]
+    if op == "batch":
+        return [answer(r) for r in req["requests"]]
     if op == "label":
         shape = req["shape"]
         mask = from_raster(np.frombuffer(bytes.fromhex(req["mask_hex"]), dtype=np.uint8), shape)
@@ -181,11 +183,14 @@ def main():
         if cc3d is not None:
             lc, nc = label_cc3d(mask, req["connectivity"])
             out["cc3d_labels"] = raster(lc).tolist()
-        json.dump(out, sys.stdout)
-    elif op == "wilcoxon":
-        json.dump(wilcoxon_ref(req["x"], req["y"], req["alternative"], req["correction"]), sys.stdout)
-    else:
-        raise SystemExit(f"unknown op {op}")
+        return out
+    if op == "wilcoxon":
+        return wilcoxon_ref(req["x"], req["y"], req["alternative"], req["correction"])
+    raise SystemExit(f"unknown op {op}")
+
+
+def main():
+    json.dump(answer(json.load(sys.stdin)), sys.stdout)
 
 
 if __name__ == "__main__":

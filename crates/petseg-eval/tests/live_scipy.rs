@@ -36,10 +36,17 @@ fn labelling_equals_scipy_and_cc3d_live() {
         }
     }
     masks.push((shape, lattice));
+    let mut reqs = Vec::new();
     for (shape, mask) in &masks {
         for conn in [6u32, 18, 26] {
-            let req = json!({"op": "label", "shape": shape, "mask_hex": hex(mask), "connectivity": conn});
-            let Some(ans) = common::python_reference(&req) else { return };
+            reqs.push(json!({"op": "label", "shape": shape, "mask_hex": hex(mask), "connectivity": conn}));
+        }
+    }
+    let Some(answers) = common::python_reference(&json!({"op": "batch", "requests": reqs})) else { return };
+    let mut answers = answers.as_array().unwrap().iter();
+    for (shape, mask) in &masks {
+        for conn in [6u32, 18, 26] {
+            let ans = answers.next().unwrap();
             let cc = label(mask, *shape, Connectivity::from_number(conn).unwrap()).unwrap();
             let want: Vec<u32> = ans["labels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
             assert_eq!(cc.labels(), &want[..], "shape {shape:?} conn {conn}");
@@ -54,6 +61,7 @@ fn labelling_equals_scipy_and_cc3d_live() {
 #[test]
 fn wilcoxon_equals_scipy_live() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut cases = Vec::new();
     for n in [6usize, 12, 25, 49, 50, 51, 90] {
         for rounded in [false, true] {
             let x: Vec<f64> = (0..n).map(|_| rng.random::<f64>()).collect();
@@ -67,13 +75,19 @@ fn wilcoxon_equals_scipy_live() {
                 .collect();
             for (alt, name) in [(Alternative::Greater, "greater"), (Alternative::Less, "less"), (Alternative::TwoSided, "two-sided")] {
                 for corr in [false, true] {
-                    let req = json!({"op": "wilcoxon", "x": x, "y": y, "alternative": name, "correction": corr});
-                    let Some(ans) = common::python_reference(&req) else { return };
-                    let r = wilcoxon(&x, &y, alt, corr).unwrap();
-                    let want = ans["pvalue"].as_f64().unwrap();
-                    assert!((r.p_value - want).abs() < 1e-9, "n={n} rounded={rounded} {name} corr={corr}: {} vs {want} ({:?})", r.p_value, r.method);
+                    cases.push((n, rounded, x.clone(), y.clone(), alt, name, corr));
                 }
             }
         }
+    }
+    let reqs: Vec<_> = cases
+        .iter()
+        .map(|(_, _, x, y, _, name, corr)| json!({"op": "wilcoxon", "x": x, "y": y, "alternative": name, "correction": corr}))
+        .collect();
+    let Some(answers) = common::python_reference(&json!({"op": "batch", "requests": reqs})) else { return };
+    for ((n, rounded, x, y, alt, name, corr), ans) in cases.iter().zip(answers.as_array().unwrap()) {
+        let r = wilcoxon(x, y, *alt, *corr).unwrap();
+        let want = ans["pvalue"].as_f64().unwrap();
+        assert!((r.p_value - want).abs() < 1e-9, "n={n} rounded={rounded} {name} corr={corr}: {} vs {want} ({:?})", r.p_value, r.method);
     }
 }

@@ -1,5 +1,6 @@
 //! One module per `petseg` verb.
 
+pub mod components;
+pub mod evaluate;
 pub mod info;
 pub mod phantom;
-pub mod convert;
