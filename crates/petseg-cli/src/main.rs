@@ -17,6 +17,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Convert DICOM PET/CT to NIfTI: PET in SUVbw (QIBA rules), CT in HU on the PET grid.
+    Convert(commands::convert::Args),
     /// Print a volume's shape, dtype, spacing, orientation, affine and value range.
     Info(commands::info::Args),
     /// Label the connected components of a mask (6/18/26) into a label image.
@@ -30,6 +32,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Convert(args) => commands::convert::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Components(args) => commands::components::run(args),
         Command::Evaluate(args) => commands::evaluate::run(args),

@@ -4,3 +4,4 @@ pub mod components;
 pub mod evaluate;
 pub mod info;
 pub mod phantom;
+pub mod convert;
