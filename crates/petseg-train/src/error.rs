@@ -31,6 +31,11 @@ pub enum TrainError {
         /// The run folder holding the last good checkpoint.
         run_dir: PathBuf,
     },
+    /// The run stopped on request after this many optimiser steps
+    /// ([`crate::trainer::TrainOptions::stop_after_steps`]), as if killed;
+    /// the checkpoints written so far are intact.
+    #[error("training stopped on request after step {0}")]
+    Stopped(u64),
     /// An error from candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
