@@ -7,6 +7,7 @@
 //! from the result itself.
 
 use super::geom::ConvGeom;
+use super::rows;
 use crate::elem::{Elem, SharedMut};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
@@ -81,7 +82,7 @@ fn w_ranges(g: &ConvGeom) -> Vec<(usize, usize)> {
 /// Input row index `(iz, iy)` read by output row `r` at taps `(kz, ky)`, or
 /// `None` if it falls into the padding.
 #[inline]
-fn input_row(g: &ConvGeom, r: usize, kz: usize, ky: usize) -> Option<usize> {
+pub(super) fn input_row(g: &ConvGeom, r: usize, kz: usize, ky: usize) -> Option<usize> {
     let oh_n = g.output[1];
     let (od, oh) = (r / oh_n, r % oh_n);
     let iz = (od * g.stride[0] + kz * g.dilation[0]) as isize - g.padding[0] as isize;
@@ -194,7 +195,7 @@ unsafe fn col2im<T: Elem>(
 /// # Safety
 /// All pointers must be valid for the given shapes and strides.
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul<T: Elem>(
+pub(super) unsafe fn matmul<T: Elem>(
     m: usize,
     n: usize,
     k: usize,
@@ -247,13 +248,30 @@ pub(crate) fn conv_fwd<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
     let tasks: Vec<(usize, usize)> = (0..g.n)
         .flat_map(|b| (0..plan.count()).map(move |t| (b, t)))
         .collect();
-    tasks
-        .par_iter()
-        .for_each_init(Vec::new, |col: &mut Vec<T>, &(b, ti)| {
+    tasks.par_iter().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(col, ytile): &mut (Vec<T>, Vec<T>), &(b, ti)| {
             let (r0, r1) = plan.tile(ti);
             let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
             for grp in 0..g.groups {
                 let xg = &x[(b * g.c + grp * cg) * in_vol..][..cg * in_vol];
+                if rows::applies(g) {
+                    // SAFETY: tile (b, ti) writes only rows [r0, r1) of its sample's output.
+                    unsafe {
+                        let y_g = yp.ptr().add((b * g.o + grp * og) * out_vol);
+                        rows::fwd_tile(
+                            g,
+                            xg,
+                            &w[grp * og * krows..][..og * krows],
+                            r0,
+                            r1,
+                            col,
+                            ytile,
+                            y_g,
+                        );
+                    }
+                    continue;
+                }
                 let rhs = if g.is_pointwise() {
                     (xg[p0..].as_ptr(), 1, in_vol as isize)
                 } else {
@@ -276,7 +294,8 @@ pub(crate) fn conv_fwd<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
                     );
                 }
             }
-        });
+        },
+    );
     y
 }
 
@@ -286,7 +305,13 @@ pub(crate) fn conv_fwd<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
 /// Per tile `col = W_gᵀ · gy_tile`, then col2im. Tiles are slabs of output
 /// depth planes thick enough that slabs two apart never touch the same input
 /// plane, so all even slabs run in parallel, then all odd ones.
+///
+/// Stride-1 convolutions (unless the padding exceeds the dilated kernel reach)
+/// take the faster route of [`flipped_adjoint`]: a forward convolution of `gy`.
 pub(crate) fn conv_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
+    if let Some((g2, w2)) = flipped_adjoint(g, w) {
+        return conv_fwd(&g2, gy, &w2);
+    }
     let mut gx = vec![T::from_f64(0.0); g.x_len()];
     let (in_vol, out_vol, krows, cg, og, wo, oh) = (
         g.in_vol(),
@@ -394,12 +419,18 @@ pub(crate) fn conv_wgrad<T: Elem>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
     tasks
         .par_iter()
         .fold(
-            || (vec![zero; g.w_len()], Vec::new()),
-            |(mut acc, mut col): (Vec<T>, Vec<T>), &(b, ti)| {
+            || (vec![zero; g.w_len()], Vec::new(), Vec::new()),
+            |(mut acc, mut col, mut gytile): (Vec<T>, Vec<T>, Vec<T>), &(b, ti)| {
                 let (r0, r1) = plan.tile(ti);
                 let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
                 for grp in 0..g.groups {
                     let xg = &x[(b * g.c + grp * cg) * in_vol..][..cg * in_vol];
+                    if rows::applies(g) {
+                        let gy_g = &gy[(b * g.o + grp * og) * out_vol..][..og * out_vol];
+                        let acc_g = &mut acc[grp * og * krows..][..og * krows];
+                        rows::wgrad_tile(g, xg, gy_g, r0, r1, &mut col, &mut gytile, acc_g);
+                        continue;
+                    }
                     // rhs = colᵀ [cols × krows]
                     let rhs = if g.is_pointwise() {
                         (xg[p0..].as_ptr(), in_vol as isize, 1)
@@ -423,10 +454,10 @@ pub(crate) fn conv_wgrad<T: Elem>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
                         );
                     }
                 }
-                (acc, col)
+                (acc, col, gytile)
             },
         )
-        .map(|(acc, _)| acc)
+        .map(|(acc, _, _)| acc)
         .reduce(
             || vec![zero; g.w_len()],
             |mut a, b| {
@@ -434,4 +465,49 @@ pub(crate) fn conv_wgrad<T: Elem>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
                 a
             },
         )
+}
+
+/// For stride 1 the input gradient is itself a convolution: of `gy` with the
+/// kernel flipped in space and transposed in channels (per group), padding
+/// `dil·(k−1) − p`. Returns that convolution's geometry and weight, or `None`
+/// when a stride is not 1 or `p > dil·(k−1)` on some axis.
+fn flipped_adjoint<T: Elem>(g: &ConvGeom, w: &[T]) -> Option<(ConvGeom, Vec<T>)> {
+    let mut padding = [0; 3];
+    for a in 0..3 {
+        let reach = g.dilation[a] * (g.kernel[a] - 1);
+        if g.stride[a] != 1 || g.padding[a] > reach {
+            return None;
+        }
+        padding[a] = reach - g.padding[a];
+    }
+    if g.is_pointwise() {
+        return None; // the pointwise path of conv_dgrad is already a plain gemm
+    }
+    let (cg, og, kvol) = (g.cg(), g.og(), g.kvol());
+    let mut w2 = vec![T::from_f64(0.0); w.len()];
+    for grp in 0..g.groups {
+        for oi in 0..og {
+            for ci in 0..cg {
+                let src = &w[((grp * og + oi) * cg + ci) * kvol..][..kvol];
+                let dst = &mut w2[((grp * cg + ci) * og + oi) * kvol..][..kvol];
+                // reversing the flattened (kd, kh, kw) block flips all three axes
+                dst.iter_mut()
+                    .zip(src.iter().rev())
+                    .for_each(|(d, &s)| *d = s);
+            }
+        }
+    }
+    let g2 = ConvGeom {
+        n: g.n,
+        c: g.o,
+        o: g.c,
+        groups: g.groups,
+        input: g.output,
+        kernel: g.kernel,
+        stride: [1; 3],
+        padding,
+        dilation: g.dilation,
+        output: g.input,
+    };
+    Some((g2, w2))
 }

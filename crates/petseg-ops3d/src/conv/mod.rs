@@ -8,6 +8,7 @@
 
 pub(crate) mod cpu;
 pub(crate) mod geom;
+mod rows;
 
 use crate::elem::{compute_dtype, contiguous, dims5, dispatch_float, dtype_of, prepare, storage};
 use crate::error::{config_err, shape_err, unsupported};
