@@ -275,10 +275,10 @@ impl PRelu {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // `where(x ≥ 0, x, w·x)`: two full-size temporaries and a byte mask, instead of
+        // the four of `relu(x) + w·min(x, 0)`.
         let w = self.weight.reshape((1, 1, 1, 1, 1))?;
-        let pos = x.relu()?;
-        let neg = x.minimum(0.0)?;
-        pos + neg.broadcast_mul(&w)?
+        x.ge(0.0)?.where_cond(x, &x.broadcast_mul(&w)?)
     }
 }
 
