@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Field of view: `small` (abdomen-pelvis crop, 96x72x112 at 4 mm, fast)
-    /// or `full` (whole body, 192x192x~545 at ~3.6 mm).
+    /// or `full` (whole body, 192x192x~510 at 3.65x3.65x3.5 mm).
     #[arg(long, value_enum, default_value_t = SizeArg::Small)]
     pub size: SizeArg,
     /// Write into a folder that already has content (files of the same
@@ -48,7 +48,7 @@ pub struct Args {
 pub enum SizeArg {
     /// Abdomen-pelvis crop, 96x72x112 PET voxels of 4 mm.
     Small,
-    /// Whole body, 192x192x~545 PET voxels.
+    /// Whole body, 192x192x~510 PET voxels.
     Full,
 }
 

@@ -674,7 +674,7 @@ impl Anatomy {
             add(
                 Shape::ellipsoid(
                     f.p(side * 42.0, 72.0, 108.0),
-                    f.r(10.0, 6.0, 6.0),
+                    f.r(12.0, 8.0, 8.0),
                     side * 0.5,
                 ),
                 Tissue::Lacrimal,

@@ -40,17 +40,20 @@ pub(crate) fn gaussian_blur(data: &mut Vec<f32>, shape: [usize; 3], sigma_vox: [
             .enumerate()
             .for_each(|(k, out_slab)| match axis {
                 0 => {
+                    // Each row padded by edge replication, then a plain
+                    // correlation over the taps (no index clamping inside).
+                    let r = radius as usize;
+                    let mut pad = vec![0f32; ni + 2 * r];
                     for j in 0..nj {
                         let row = &src[k * slab + j * ni..k * slab + (j + 1) * ni];
+                        pad[..r].fill(row[0]);
+                        pad[r..r + ni].copy_from_slice(row);
+                        pad[r + ni..].fill(row[ni - 1]);
                         let o = &mut out_slab[j * ni..(j + 1) * ni];
-                        for (i, ov) in o.iter_mut().enumerate() {
-                            let mut acc = 0f32;
-                            for (t, w) in taps.iter().enumerate() {
-                                let ii =
-                                    (i as i64 + t as i64 - radius).clamp(0, ni as i64 - 1) as usize;
-                                acc += w * row[ii];
+                        for (t, w) in taps.iter().enumerate() {
+                            for (ov, v) in o.iter_mut().zip(&pad[t..t + ni]) {
+                                *ov += w * v;
                             }
-                            *ov = acc;
                         }
                     }
                 }
