@@ -7,6 +7,20 @@
 //!
 //! Conventions (SPEC §1): voxel arrays are indexed `(i, j, k)` in NIfTI order
 //! and stored i-fastest; affines map voxel indices to RAS+ millimetres.
+//!
+//! Data sets: [`manifest`] is the data set as data (cases with explicit
+//! files, patient ids, lesion counts, the split; nnU-Net and autoPET layout
+//! readers). [`phantom`] generates the synthetic PSMA PET/CT cohort
+//! (SPEC §10) and writes it in the nnU-Net layout with a manifest:
+//!
+//! ```no_run
+//! use petseg_io::phantom::{write_cohort, PhantomConfig, Size};
+//! # fn main() -> petseg_io::Result<()> {
+//! let manifest = write_cohort("demo-out/cohort".as_ref(), &PhantomConfig::new(Size::Small), 4, 7)?;
+//! manifest.check_files_exist()?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod affine;
 pub mod dicom;
