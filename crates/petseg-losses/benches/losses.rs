@@ -1,7 +1,8 @@
 //! Forward + backward time of every loss at [2, 2, 96³] (the study's batch of patches at 96³),
 //! next to PyTorch/MONAI measured in the same run by `scripts/bench_torch.py`.
 //!
-//! usage: `cargo bench -p petseg-losses --bench losses [-- SIZE REPS]` (defaults 96 and 7).
+//! usage: `cargo bench -p petseg-losses --bench losses [-- SIZE REPS [LOSS...]]` (defaults 96, 7
+//! and every loss).
 //! The PyTorch column is skipped with a notice when python3, torch or MONAI is missing.
 
 use std::process::Command;
@@ -63,7 +64,8 @@ fn main() -> Result<()> {
         ("focal", "focal".parse()?),
     ];
     let mut ours = Vec::new();
-    for (name, cfg) in &losses {
+    let only: Vec<&String> = args.iter().skip(2).collect();
+    for (name, cfg) in losses.iter().filter(|(n, _)| only.is_empty() || only.iter().any(|o| o == n)) {
         let loss = cfg.build()?;
         let mut times = Vec::new();
         for _ in 0..reps + 1 {

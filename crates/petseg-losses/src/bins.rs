@@ -75,8 +75,9 @@ impl BinEdges {
     #[inline]
     pub fn bin_of(&self, g: f32) -> usize {
         let last = self.edges.len();
-        let guess = ((g as f64 + self.epsilon / 2.0) / self.epsilon).floor();
-        let mut k = if guess <= 0.0 { 0 } else { (guess as usize).min(last) };
+        let guess = (g as f64 + self.epsilon / 2.0) / self.epsilon;
+        // truncation is floor for positive values; NaN and negatives give 0
+        let mut k = if guess > 0.0 { (guess as usize).min(last) } else { 0 };
         while k < last && g >= self.edges[k] {
             k += 1;
         }

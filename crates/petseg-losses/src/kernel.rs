@@ -132,37 +132,82 @@ impl Sums {
 struct Saved {
     dims: Dims,
     classes: Arc<Vec<u8>>,
-    /// Dice: numerator and denominator per Dice entry.
-    dice_num: Vec<f64>,
-    dice_den: Vec<f64>,
-    /// L1DFL: numerator and denominator per (b, c), and β per bin.
-    l1_num: Vec<f64>,
-    l1_den: Vec<f64>,
+    /// Dice, per entry, with A the numerator and D the denominator: `(−2/D, A/D²)`.
+    dice_coef: Vec<(f64, f64)>,
+    /// L1DFL, per (b, c): `(−2/D, 2A/D²)`, and β per bin.
+    l1_coef: Vec<(f64, f64)>,
     l1_beta: Vec<f64>,
 }
 
-/// Softmax of `x[..n]` restricted to channels `from..n`: probabilities and log-probabilities.
-#[inline]
-fn softmax(x: &[f32], from: usize, p: &mut [f32], lp: &mut [f32]) {
+/// Softmax of `x[..n]` restricted to channels `from..n`: probabilities, and log-probabilities
+/// when `logs` is set. Two channels take one `exp` (and one `ln`) instead of two.
+///
+/// `ln(1 + e)` with `e = exp(−|d|) ∈ (0, 1]` is computed as `(1 + e).ln()`: its absolute error
+/// (≤ 6e-8) is far below the loss tolerance, and glibc's `log1pf` is several times slower.
+#[inline(always)]
+fn softmax(x: &[f32], from: usize, logs: bool, p: &mut [f32], lp: &mut [f32]) {
     let n = x.len();
+    if n - from == 2 {
+        let (a, b) = (from, from + 1);
+        let d = x[b] - x[a];
+        let e = (-d.abs()).exp();
+        let z = 1.0 + e;
+        let (hi, lo) = if d >= 0.0 { (b, a) } else { (a, b) };
+        p[hi] = 1.0 / z;
+        p[lo] = e / z;
+        if logs {
+            let l = z.ln();
+            lp[hi] = -l;
+            lp[lo] = -d.abs() - l;
+        }
+        return;
+    }
     let m = x[from..].iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut z = 0.0f32;
     for c in from..n {
         p[c] = (x[c] - m).exp();
         z += p[c];
     }
-    let log_z = m + z.ln();
     let inv_z = 1.0 / z;
     for c in from..n {
         p[c] *= inv_z;
-        lp[c] = x[c] - log_z;
+    }
+    if logs {
+        let log_z = m + z.ln();
+        for c in from..n {
+            lp[c] = x[c] - log_z;
+        }
     }
 }
 
-/// softplus(u) = ln(1 + eᵘ), stable for any u.
+/// `q^γ`, with multiplications for the usual integer γ.
 #[inline]
-fn softplus(u: f32) -> f32 {
-    u.max(0.0) + (-u.abs()).exp().ln_1p()
+fn pow_gamma(q: f64, gamma: f64) -> f64 {
+    if gamma == 2.0 {
+        q * q
+    } else if gamma == 1.0 {
+        q
+    } else if gamma == 0.0 {
+        1.0
+    } else {
+        q.powf(gamma)
+    }
+}
+
+/// For the sigmoid focal term at `u = −s·x`: `(softplus(u), σ(u))` from one `exp` and one `ln`
+/// (`softplus(u) = max(u, 0) + ln(1 + e^{−|u|})`; see [`softmax`] for the `ln`).
+#[inline(always)]
+fn softplus_sigmoid(u: f32) -> (f64, f64) {
+    let e = (-u.abs()).exp();
+    let z = 1.0 + e;
+    let sp = u.max(0.0) + z.ln();
+    let q = if u >= 0.0 { 1.0 / z } else { e / z };
+    (sp as f64, q as f64)
+}
+
+/// Whether any term needs log-probabilities of the full softmax.
+fn needs_logs(terms: &Terms) -> bool {
+    terms.ce.is_some() || terms.focal.as_ref().is_some_and(|f| f.mode == FocalMode::Softmax && f.include_background)
 }
 
 /// Number of elements the focal term is averaged over.
@@ -195,12 +240,13 @@ fn forward_chunk(terms: &Terms, d: Dims, x: &[f32], cls: &[u8], ch: &Chunk) -> S
     let (mut xv, mut p, mut lp, mut pk, mut lpk) = ([0f32; MAX_CLASSES], [0f32; MAX_CLASSES], [0f32; MAX_CLASSES], [0f32; MAX_CLASSES], [0f32; MAX_CLASSES]);
     let nc = d.c;
     let base = ch.b * nc * d.s;
+    let logs = needs_logs(terms);
     for s in ch.s0..ch.s1 {
         let t = cls[ch.b * d.s + s] as usize;
         for c in 0..nc {
             xv[c] = x[base + c * d.s + s];
         }
-        softmax(&xv[..nc], 0, &mut p, &mut lp);
+        softmax(&xv[..nc], 0, logs, &mut p, &mut lp);
         if let Some(dt) = &terms.dice {
             let row = if dt.batch { 0 } else { ch.b * nc };
             for c in first_channel(dt.include_background)..nc {
@@ -216,24 +262,23 @@ fn forward_chunk(terms: &Terms, d: Dims, x: &[f32], cls: &[u8], ch: &Chunk) -> S
             match ft.mode {
                 FocalMode::Softmax => {
                     if t >= from {
-                        let l = if from == 0 {
-                            lp[t]
+                        let (pt, l) = if from == 0 {
+                            (p[t], lp[t])
                         } else {
-                            softmax(&xv[..nc], from, &mut pk, &mut lpk);
-                            lpk[t]
+                            softmax(&xv[..nc], from, true, &mut pk, &mut lpk);
+                            (pk[t], lpk[t])
                         };
-                        let q = 1.0 - (l as f64).exp();
-                        sums.focal += -ft.alpha_pos[t - from] * q.powf(ft.gamma) * l as f64;
+                        let q = 1.0 - pt as f64;
+                        sums.focal += -ft.alpha_pos[t - from] * pow_gamma(q, ft.gamma) * l as f64;
                     }
                 }
                 FocalMode::Sigmoid => {
                     for c in from..nc {
                         let sign = if c == t { 1.0 } else { -1.0 };
-                        let u = -sign * xv[c];
                         let alpha = if c == t { ft.alpha_pos[c - from] } else { ft.alpha_neg[c - from] };
-                        // MONAI: (e^{γ·logσ(u)}) · bce, bce = softplus(u)
-                        let factor = (-(ft.gamma as f32) * softplus(-u)).exp();
-                        sums.focal += alpha * (factor * softplus(u)) as f64;
+                        // MONAI: e^{γ·logσ(u)} · bce = q^γ · softplus(u), q = σ(u)
+                        let (sp, q) = softplus_sigmoid(-sign * xv[c]);
+                        sums.focal += alpha * pow_gamma(q, ft.gamma) * sp;
                     }
                 }
             }
@@ -263,10 +308,8 @@ fn finish(terms: &Terms, d: Dims, sums: &Sums, classes: Arc<Vec<u8>>) -> (f64, S
     let mut saved = Saved {
         dims: d,
         classes,
-        dice_num: Vec::new(),
-        dice_den: Vec::new(),
-        l1_num: Vec::new(),
-        l1_den: Vec::new(),
+        dice_coef: Vec::new(),
+        l1_coef: Vec::new(),
         l1_beta: Vec::new(),
     };
     if let Some(dt) = &terms.dice {
@@ -282,8 +325,13 @@ fn finish(terms: &Terms, d: Dims, sums: &Sums, classes: Arc<Vec<u8>>) -> (f64, S
                 total += 1.0 - num / den;
             }
         }
-        saved.dice_num = sums.inter.iter().map(|i| 2.0 * i + dt.smooth_nr).collect();
-        saved.dice_den = sums.pred.iter().zip(&sums.truth).map(|(p, y)| p + y + dt.smooth_dr).collect();
+        saved.dice_coef = (0..sums.inter.len())
+            .map(|e| {
+                let num = 2.0 * sums.inter[e] + dt.smooth_nr;
+                let den = sums.pred[e] + sums.truth[e] + dt.smooth_dr;
+                (-2.0 / den, num / (den * den))
+            })
+            .collect();
         value += dt.weight * total / (rows * (d.c - from)) as f64;
     }
     if let Some(ft) = &terms.focal {
@@ -301,8 +349,7 @@ fn finish(terms: &Terms, d: Dims, sums: &Sums, classes: Arc<Vec<u8>>) -> (f64, S
             let num = 2.0 * dot(&sums.l1_py) + lt.smooth;
             let den = dot(&sums.l1_sq) + lt.smooth;
             total += num / den;
-            saved.l1_num.push(num);
-            saved.l1_den.push(den);
+            saved.l1_coef.push((-2.0 / den, 2.0 * num / (den * den)));
         }
         saved.l1_beta = beta;
         value += lt.weight * (1.0 - total / (d.b * d.c) as f64);
@@ -325,12 +372,13 @@ fn backward_chunk(terms: &Terms, sv: &Saved, x: &[f32], ch: &Chunk, scale: f64, 
     let focal_scale = terms.focal.as_ref().map_or(0.0, |t| t.weight / focal_count(t, d));
     let ce_scale = terms.ce.map_or(0.0, |w| w / (d.b * d.s) as f64);
     let l1_scale = terms.l1_dice.as_ref().map_or(0.0, |t| t.weight / (d.b * nc) as f64);
+    let logs = needs_logs(terms);
     for s in ch.s0..ch.s1 {
         let t = sv.classes[ch.b * d.s + s] as usize;
         for c in 0..nc {
             xv[c] = x[base + c * d.s + s];
         }
-        softmax(&xv[..nc], 0, &mut p, &mut lp);
+        softmax(&xv[..nc], 0, logs, &mut p, &mut lp);
         let mut gp = [0f64; MAX_CLASSES]; // ∂loss/∂p_c
         let mut gx = [0f64; MAX_CLASSES]; // ∂loss/∂x_c, direct part
         if let Some(dt) = &terms.dice {
@@ -338,10 +386,10 @@ fn backward_chunk(terms: &Terms, sv: &Saved, x: &[f32], ch: &Chunk, scale: f64, 
             // ∂f/∂p = −2y/D + A·P'(p)/D², P' = 1 or 2p
             let row = if dt.batch { 0 } else { ch.b * nc };
             for c in first_channel(dt.include_background)..nc {
-                let (a, den) = (sv.dice_num[row + c], sv.dice_den[row + c]);
-                let y = f64::from(u8::from(c == t));
+                let (k_y, k_p) = sv.dice_coef[row + c];
                 let dp = if dt.squared_pred { 2.0 * p[c] as f64 } else { 1.0 };
-                gp[c] += dice_scale * (-2.0 * y / den + a * dp / (den * den));
+                let ky = if c == t { k_y } else { 0.0 };
+                gp[c] += dice_scale * (ky + k_p * dp);
             }
         }
         if let Some(lt) = &terms.l1_dice {
@@ -351,8 +399,8 @@ fn backward_chunk(terms: &Terms, sv: &Saved, x: &[f32], ch: &Chunk, scale: f64, 
                 let y = if c == t { 1.0f32 } else { 0.0 };
                 let beta = sv.l1_beta[lt.bins.bin_of((p[c] - y).abs())];
                 let e = ch.b * nc + c;
-                let (a, den) = (sv.l1_num[e], sv.l1_den[e]);
-                gp[c] -= l1_scale * (2.0 * beta * y as f64 / den - a * 2.0 * beta * p[c] as f64 / (den * den));
+                let (k_y, k_p) = sv.l1_coef[e];
+                gp[c] += l1_scale * beta * (k_y * y as f64 + k_p * p[c] as f64);
             }
         }
         if let Some(ft) = &terms.focal {
@@ -365,13 +413,13 @@ fn backward_chunk(terms: &Terms, sv: &Saved, x: &[f32], ch: &Chunk, scale: f64, 
                         let (pr, l) = if from == 0 {
                             (&p, lp[t] as f64)
                         } else {
-                            softmax(&xv[..nc], from, &mut pk, &mut lpk);
+                            softmax(&xv[..nc], from, true, &mut pk, &mut lpk);
                             (&pk, lpk[t] as f64)
                         };
-                        let pt = l.exp();
+                        let pt = pr[t] as f64;
                         let q = 1.0 - pt;
-                        let dq = if ft.gamma == 0.0 { 0.0 } else { ft.gamma * q.powf(ft.gamma - 1.0) };
-                        let h = ft.alpha_pos[t - from] * (dq * pt * l - q.powf(ft.gamma));
+                        let dq = if ft.gamma == 0.0 { 0.0 } else { ft.gamma * pow_gamma(q, ft.gamma - 1.0) };
+                        let h = ft.alpha_pos[t - from] * (dq * pt * l - pow_gamma(q, ft.gamma));
                         for j in from..nc {
                             let delta = if j == t { 1.0 } else { 0.0 };
                             gx[j] += focal_scale * h * (delta - pr[j] as f64);
@@ -383,12 +431,9 @@ fn backward_chunk(terms: &Terms, sv: &Saved, x: &[f32], ch: &Chunk, scale: f64, 
                     // ∂term/∂x = −s q^γ (γ (1−q) softplus(u) + q)
                     for c in from..nc {
                         let sign = if c == t { 1.0 } else { -1.0 };
-                        let u = (-sign * xv[c]) as f64;
                         let alpha = if c == t { ft.alpha_pos[c - from] } else { ft.alpha_neg[c - from] };
-                        let q = 1.0 / (1.0 + (-u).exp());
-                        let sp = softplus(u as f32) as f64;
-                        let qg = (-ft.gamma * softplus(-u as f32) as f64).exp();
-                        gx[c] += focal_scale * alpha * (-sign as f64) * qg * (ft.gamma * (1.0 - q) * sp + q);
+                        let (sp, q) = softplus_sigmoid(-sign * xv[c]);
+                        gx[c] += focal_scale * alpha * (-sign as f64) * pow_gamma(q, ft.gamma) * (ft.gamma * (1.0 - q) * sp + q);
                     }
                 }
             }
