@@ -142,3 +142,37 @@ fn components_writes_labels_and_prints_count() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("6, 18 or 26"));
 }
+
+#[test]
+fn manifest_mode_takes_label_and_pet_from_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cohort");
+    let pd = dir.path().join("pred");
+    std::fs::create_dir_all(data.join("labels")).unwrap();
+    std::fs::create_dir_all(data.join("pet")).unwrap();
+    std::fs::create_dir(&pd).unwrap();
+    let mut cases = Vec::new();
+    for (name, shift) in [("x2", 1usize), ("x1", 0)] {
+        let (pred, gt, pet) = case(shift);
+        write_nifti(pd.join(format!("{name}.nii.gz")), &pred).unwrap();
+        // File names unrelated to the id: only the manifest links them.
+        write_nifti(data.join(format!("labels/mask_of_{name}.nii.gz")), &gt).unwrap();
+        write_nifti(data.join(format!("pet/suv_{name}.nii.gz")), &pet).unwrap();
+        cases.push(serde_json::json!({
+            "id": name, "patient_id": format!("p_{name}"), "ct": format!("pet/suv_{name}.nii.gz"),
+            "pet": format!("pet/suv_{name}.nii.gz"), "label": format!("labels/mask_of_{name}.nii.gz")
+        }));
+    }
+    // An unlabelled case is skipped.
+    cases.push(serde_json::json!({"id": "x3", "patient_id": "p3", "ct": "a.nii.gz", "pet": "b.nii.gz"}));
+    let manifest = data.join("manifest.json");
+    std::fs::write(&manifest, serde_json::json!({"name": "t", "cases": cases}).to_string()).unwrap();
+    let out_dir = dir.path().join("eval");
+    let out = petseg(&["evaluate", "--pred", s(&pd), "--manifest", s(&manifest), "--out", s(&out_dir), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let patients = std::fs::read_to_string(out_dir.join("patients.csv")).unwrap();
+    let ids: Vec<&str> = patients.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(ids, vec!["x2", "x1"], "manifest order");
+    // tp_c3 column is filled: PET came from the manifest.
+    assert!(!patients.lines().nth(1).unwrap().contains(",,"));
+}

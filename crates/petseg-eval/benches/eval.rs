@@ -107,7 +107,7 @@ fn main() {
     }
 
     let mut sets = vec![("label", wb)];
-    for (name, count, r) in [("20k", 60, (2.0, 5.0)), ("1M", 12, (25.0, 32.0))] {
+    for (name, count, r) in [("20k", 95, (2.0, 5.0)), ("1M", 12, (25.0, 32.0))] {
         let m = balls(SHAPE, count, r, 2);
         let fg = m.iter().filter(|&&v| v != 0).count();
         let cc = label(&m, SHAPE, Connectivity::Eighteen).unwrap();

@@ -4,7 +4,9 @@
 //! Folder mode pairs files by case id, never by position: predictions
 //! `PRED/{ID}.nii.gz`, ground truth `GT/{ID}.nii.gz` (nnU-Net `labelsTr`),
 //! PET `PET/{ID}_0001.nii.gz` (nnU-Net `imagesTr`, channel 1). Every id must
-//! be present on both the prediction and the GT side.
+//! be present on both the prediction and the GT side. With `--manifest`,
+//! the GT and PET of each case are the manifest's `label` and `pet` files
+//! (cases without a label are skipped) and predictions are `PRED/{ID}.nii.gz`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use anyhow::{bail, Context};
 use petseg_eval::cohort::{markdown, summarize};
 use petseg_eval::report::{lesions_csv, patients_csv};
 use petseg_eval::{binarize, evaluate_case, BinarizePolicy, CaseEvaluation, Connectivity};
+use petseg_io::manifest::Manifest;
 use petseg_io::nifti::{read_nifti, read_nifti_f32, AnyVolume};
 use petseg_io::Volume;
 
@@ -20,15 +23,19 @@ use petseg_io::Volume;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
 petseg evaluate --pred pred/case_0001.nii.gz --gt labelsTr/case_0001.nii.gz --pet imagesTr/case_0001_0001.nii.gz --json\n  \
-petseg evaluate --pred pred/ --gt labelsTr/ --pet imagesTr/ --out eval/\n\n\
+petseg evaluate --pred pred/ --gt labelsTr/ --pet imagesTr/ --out eval/\n  \
+petseg evaluate --pred pred/ --manifest cohort/manifest.json --out eval/\n\n\
 Folder mode writes patients.csv, lesions.csv, summary.json and summary.md into --out.")]
 pub struct Args {
     /// Predicted mask file, or a folder of `{ID}.nii.gz` predictions.
     #[arg(long)]
     pub pred: PathBuf,
-    /// Ground-truth mask file, or a folder of `{ID}.nii.gz` labels.
+    /// Ground-truth mask file, or a folder of `{ID}.nii.gz` labels (not with --manifest).
+    #[arg(long, required_unless_present = "manifest", conflicts_with = "manifest")]
+    pub gt: Option<PathBuf>,
+    /// Dataset manifest (JSON) giving each case's label and PET; --pred is then a folder.
     #[arg(long)]
-    pub gt: PathBuf,
+    pub manifest: Option<PathBuf>,
     /// PET in SUV (file, or folder of `{ID}_0001.nii.gz`); needed for C3 and uptake.
     #[arg(long)]
     pub pet: Option<PathBuf>,
@@ -53,13 +60,27 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let conn = Connectivity::from_number(args.connectivity)?;
     let policy = if args.binarize { BinarizePolicy::Positive } else { BinarizePolicy::Strict };
-    match (args.pred.is_dir(), args.gt.is_dir()) {
-        (false, false) => single(&args, conn, policy),
-        (true, true) => folder(&args, conn, policy),
+    if let Some(m) = &args.manifest {
+        if !args.pred.is_dir() {
+            bail!("--pred {} must be a folder with --manifest", args.pred.display());
+        }
+        if args.pet.is_some() {
+            bail!("--pet is taken from the manifest; do not pass it with --manifest");
+        }
+        let pairs = pairs_from_manifest(&args.pred, m)?;
+        return folder(&args, pairs, conn, policy);
+    }
+    let gt = args.gt.as_deref().context("--gt is required without --manifest")?;
+    match (args.pred.is_dir(), gt.is_dir()) {
+        (false, false) => single(&args, gt, conn, policy),
+        (true, true) => {
+            let pairs = pairs_from_folders(&args.pred, gt, args.pet.as_deref())?;
+            folder(&args, pairs, conn, policy)
+        }
         _ => bail!(
             "--pred {} and --gt {} must both be files or both be folders",
             args.pred.display(),
-            args.gt.display()
+            gt.display()
         ),
     }
 }
@@ -116,7 +137,7 @@ fn case_id(path: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
-fn single(args: &Args, conn: Connectivity, policy: BinarizePolicy) -> anyhow::Result<()> {
+fn single(args: &Args, gt: &Path, conn: Connectivity, policy: BinarizePolicy) -> anyhow::Result<()> {
     if args.pet.as_ref().is_some_and(|p| p.is_dir()) {
         bail!("--pet {} is a folder but --pred/--gt are files", args.pet.as_ref().unwrap().display());
     }
@@ -125,7 +146,7 @@ fn single(args: &Args, conn: Connectivity, policy: BinarizePolicy) -> anyhow::Re
         .clone()
         .or_else(|| case_id(&args.pred))
         .unwrap_or_else(|| "case".into());
-    let e = evaluate_files(&id, &args.pred, &args.gt, args.pet.as_deref(), conn, policy)?;
+    let e = evaluate_files(&id, &args.pred, gt, args.pet.as_deref(), conn, policy)?;
     let m = &e.patient;
     if args.json {
         println!("{}", serde_json::to_string_pretty(m)?);
@@ -159,14 +180,14 @@ fn index(dir: &Path, suffix: &str) -> anyhow::Result<BTreeMap<String, PathBuf>> 
     Ok(out)
 }
 
-fn folder(args: &Args, conn: Connectivity, policy: BinarizePolicy) -> anyhow::Result<()> {
-    let out = args
-        .out
-        .as_ref()
-        .context("folder mode needs --out DIR for patients.csv, lesions.csv, summary.json, summary.md")?;
-    let preds = index(&args.pred, "")?;
-    let gts = index(&args.gt, "")?;
-    let pets = match &args.pet {
+/// One case of the folder mode: id, prediction, GT and optional PET.
+type Pair = (String, PathBuf, PathBuf, Option<PathBuf>);
+
+/// Pairs `PRED/{ID}` with `GT/{ID}` and `PET/{ID}_0001` by id.
+fn pairs_from_folders(pred: &Path, gt: &Path, pet: Option<&Path>) -> anyhow::Result<Vec<Pair>> {
+    let preds = index(pred, "")?;
+    let gts = index(gt, "")?;
+    let pets = match pet {
         Some(p) if p.is_dir() => Some(index(p, "_0001")?),
         Some(p) => bail!("--pet {} must be a folder in folder mode", p.display()),
         None => None,
@@ -178,20 +199,57 @@ fn folder(args: &Args, conn: Connectivity, policy: BinarizePolicy) -> anyhow::Re
             "cases do not pair by id: predictions without ground truth {no_gt:?}, ground truth without prediction {no_pred:?}"
         );
     }
-    if preds.is_empty() {
-        bail!("{}: no .nii/.nii.gz predictions", args.pred.display());
+    preds
+        .into_iter()
+        .map(|(id, p)| {
+            let pet = match &pets {
+                Some(map) => Some(map.get(&id).cloned().with_context(|| {
+                    format!("no PET {id}_0001.nii(.gz) in {}", pet.unwrap_or(Path::new("")).display())
+                })?),
+                None => None,
+            };
+            let g = gts[&id].clone();
+            Ok((id, p, g, pet))
+        })
+        .collect()
+}
+
+/// Pairs `PRED/{ID}` with the label and PET of manifest case `ID`.
+fn pairs_from_manifest(pred: &Path, manifest: &Path) -> anyhow::Result<Vec<Pair>> {
+    let m = Manifest::load(manifest).with_context(|| format!("reading manifest {}", manifest.display()))?;
+    let preds = index(pred, "")?;
+    let unknown: Vec<&String> = preds.keys().filter(|id| m.case(id).is_none()).collect();
+    if !unknown.is_empty() {
+        bail!("predictions {unknown:?} are not cases of manifest {}", manifest.display());
+    }
+    let mut pairs = Vec::new();
+    let mut missing = Vec::new();
+    for case in &m.cases {
+        let Some(label) = &case.label else { continue };
+        match preds.get(&case.id) {
+            Some(p) => pairs.push((case.id.clone(), p.clone(), m.resolve(label), Some(m.resolve(&case.pet)))),
+            None => missing.push(case.id.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        bail!("no prediction in {} for manifest cases {missing:?}", pred.display());
+    }
+    Ok(pairs)
+}
+
+fn folder(args: &Args, pairs: Vec<Pair>, conn: Connectivity, policy: BinarizePolicy) -> anyhow::Result<()> {
+    let out = args
+        .out
+        .as_ref()
+        .context("folder mode needs --out DIR for patients.csv, lesions.csv, summary.json, summary.md")?;
+    if pairs.is_empty() {
+        bail!("{}: no .nii/.nii.gz predictions to evaluate", args.pred.display());
     }
     let mut cases = Vec::new();
     let mut lesions = Vec::new();
-    for (i, (id, pred)) in preds.iter().enumerate() {
-        let pet = match &pets {
-            Some(map) => Some(map.get(id).with_context(|| {
-                format!("no PET {id}_0001.nii(.gz) in {}", args.pet.as_ref().unwrap().display())
-            })?),
-            None => None,
-        };
-        eprintln!("[{}/{}] {id}", i + 1, preds.len());
-        let e = evaluate_files(id, pred, &gts[id], pet.map(|p| p.as_path()), conn, policy)?;
+    for (i, (id, pred, gt, pet)) in pairs.iter().enumerate() {
+        eprintln!("[{}/{}] {id}", i + 1, pairs.len());
+        let e = evaluate_files(id, pred, gt, pet.as_deref(), conn, policy)?;
         cases.push(e.patient);
         lesions.extend(e.lesions);
     }
