@@ -3,14 +3,14 @@
 //! candle-nn's GroupNorm is composed of ~10 generic ops and keeps every
 //! intermediate for the backward: 2.9 s forward+backward at [1,16,128³] on the
 //! development VM (../shared/notes/candle-3d.md §4). Here the forward is one
-//! statistics pass plus one normalisation pass per group, and the backward two
-//! passes, with statistics accumulated in f64.
+//! statistics pass plus one normalisation pass, and the backward one fused op
+//! of three passes (statistics, per-channel sums, dx), with sums in f64.
 
 use crate::elem::{
     compute_dtype, contiguous, dims5, dispatch_float, dtype_of, prepare, storage, Elem,
 };
 use crate::error::{config_err, shape_err, unsupported};
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Sizes of a group normalisation of `x [n, c, spatial…]`.
@@ -37,15 +37,24 @@ impl NormGeom {
     fn shape(&self) -> Shape {
         Shape::from(self.dims.to_vec())
     }
+    /// Shape of the packed backward output `[dx, dγ, dβ]`.
+    fn packed_shape(&self) -> Shape {
+        Shape::from(self.dims.iter().product::<usize>() + 2 * self.c)
+    }
 }
 
-/// Mean and 1/sqrt(var + eps) (biased variance) of every (sample, group) block.
+/// Mean and 1/sqrt(var + eps) (biased variance) of every (sample, group)
+/// block, in one pass with f64 sums of x and x².
 fn stats<T: Elem>(g: &NormGeom, x: &[T]) -> Vec<(f64, f64)> {
     x.par_chunks(g.block().max(1))
         .map(|b| {
             let m = b.len().max(1) as f64;
-            let mean = b.iter().map(|v| v.to_f64()).sum::<f64>() / m;
-            let var = b.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>() / m;
+            let (s, q) = b.iter().fold((0.0f64, 0.0f64), |(s, q), v| {
+                let v = v.to_f64();
+                (s + v, q + v * v)
+            });
+            let mean = s / m;
+            let var = (q / m - mean * mean).max(0.0);
             (mean, 1.0 / (var + g.eps).sqrt())
         })
         .collect()
@@ -68,84 +77,77 @@ fn forward<T: Elem>(g: &NormGeom, x: &[T], gamma: &[T], beta: &[T]) -> Vec<T> {
     y
 }
 
-/// `dx = rstd·(gy·γ − mean(gy·γ) − x̂·mean(gy·γ·x̂))` over each block.
-fn input_grad<T: Elem>(g: &NormGeom, x: &[T], gamma: &[T], gy: &[T]) -> Vec<T> {
+/// Fused backward, packed as `[dx (N·C·D·H·W), dγ (C), dβ (C)]`:
+/// `dx = rstd·(gy·γ − mean(gy·γ) − x̂·mean(gy·γ·x̂))` over each block,
+/// `dγ_c = Σ gy·x̂`, `dβ_c = Σ gy`. One pass per channel accumulates `Σ gy·x`
+/// and `Σ gy`, from which every block and parameter sum follows; a second
+/// pass writes dx (after the statistics pass).
+fn backward<T: Elem>(g: &NormGeom, x: &[T], gamma: &[T], gy: &[T]) -> Vec<T> {
     let st = stats(g, x);
-    let mut gx = vec![T::from_f64(0.0); x.len()];
-    let (blk, sp, cg) = (g.block().max(1), g.spatial, g.cg());
-    gx.par_chunks_mut(blk)
+    let (blk, sp, cg, len) = (g.block().max(1), g.spatial.max(1), g.cg(), x.len());
+    // per (sample, channel): (Σ gy·x, Σ gy)
+    let sums: Vec<(f64, f64)> = x
+        .par_chunks(sp)
+        .zip(gy.par_chunks(sp))
+        .map(|(xc, gc)| {
+            xc.iter().zip(gc).fold((0.0, 0.0), |(a, b), (&xv, &gv)| {
+                let gv = gv.to_f64();
+                (a + gv * xv.to_f64(), b + gv)
+            })
+        })
+        .collect();
+    let mut out = vec![T::from_f64(0.0); len + 2 * g.c];
+    let (dx, params) = out.split_at_mut(len);
+    dx.par_chunks_mut(blk)
         .zip(x.par_chunks(blk))
         .zip(gy.par_chunks(blk))
         .enumerate()
         .for_each(|(ng, ((gxb, xb), gyb))| {
             let (mean, rstd) = st[ng];
-            let grp = ng % g.groups;
+            let c0 = (ng % g.groups) * cg;
+            let first = (ng / g.groups) * g.c + c0;
             let (mut s1, mut s2) = (0.0f64, 0.0f64);
             for ci in 0..cg {
-                let gm = gamma[grp * cg + ci].to_f64();
-                for (&xv, &gv) in xb[ci * sp..(ci + 1) * sp]
-                    .iter()
-                    .zip(&gyb[ci * sp..(ci + 1) * sp])
-                {
-                    let dyh = gv.to_f64() * gm;
-                    s1 += dyh;
-                    s2 += dyh * (xv.to_f64() - mean) * rstd;
-                }
+                let (a, b) = sums[first + ci];
+                let gm = gamma[c0 + ci].to_f64();
+                s1 += gm * b;
+                s2 += gm * rstd * (a - mean * b);
             }
             let m = blk as f64;
             let (m1, m2) = (s1 / m, s2 / m);
             for ci in 0..cg {
-                let gm = gamma[grp * cg + ci].to_f64();
+                // dx = rstd·γ·gy − rstd·m1 − rstd²·m2·(x − mean) = a·gy + b·x + c
+                let a = T::from_f64(rstd * gamma[c0 + ci].to_f64());
+                let b = T::from_f64(-rstd * rstd * m2);
+                let c = T::from_f64(-rstd * m1 + mean * rstd * rstd * m2);
                 let r = ci * sp..(ci + 1) * sp;
                 for ((o, &xv), &gv) in gxb[r.clone()].iter_mut().zip(&xb[r.clone()]).zip(&gyb[r]) {
-                    let xh = (xv.to_f64() - mean) * rstd;
-                    *o = T::from_f64(rstd * (gv.to_f64() * gm - m1 - xh * m2));
+                    *o = a * gv + b * xv + c;
                 }
             }
         });
-    gx
-}
-
-/// `[dγ; dβ]` as a `[2, C]` buffer: `dγ_c = Σ gy·x̂`, `dβ_c = Σ gy`.
-fn param_grad<T: Elem>(g: &NormGeom, x: &[T], gy: &[T]) -> Vec<T> {
-    let st = stats(g, x);
-    let sp = g.spatial.max(1);
-    let per_nc: Vec<(f64, f64)> = x
-        .par_chunks(sp)
-        .zip(gy.par_chunks(sp))
-        .enumerate()
-        .map(|(nc, (xc, gc))| {
-            let (mean, rstd) = st[nc / g.cg()];
-            xc.iter().zip(gc).fold((0.0, 0.0), |(a, b), (&xv, &gv)| {
-                let gv = gv.to_f64();
-                (a + gv * (xv.to_f64() - mean) * rstd, b + gv)
-            })
-        })
-        .collect();
-    let mut out = vec![T::from_f64(0.0); 2 * g.c];
     for ch in 0..g.c {
-        let (dg, db) = (0..g.n).fold((0.0, 0.0), |(a, b), s| {
-            (a + per_nc[s * g.c + ch].0, b + per_nc[s * g.c + ch].1)
-        });
-        out[ch] = T::from_f64(dg);
-        out[g.c + ch] = T::from_f64(db);
+        let (mut dg, mut db) = (0.0, 0.0);
+        for s in 0..g.n {
+            let (a, b) = sums[s * g.c + ch];
+            let (mean, rstd) = st[(s * g.c + ch) / cg];
+            dg += rstd * (a - mean * b);
+            db += b;
+        }
+        params[ch] = T::from_f64(dg);
+        params[g.c + ch] = T::from_f64(db);
     }
     out
 }
 
-fn same_dtype(
-    op: &'static str,
-    a: &CpuStorage,
-    b: &CpuStorage,
-    c: Option<&CpuStorage>,
-) -> Result<()> {
-    if dtype_of(a) != dtype_of(b) || c.is_some_and(|c| dtype_of(c) != dtype_of(a)) {
+fn same_dtype(op: &'static str, a: &CpuStorage, b: &CpuStorage, c: &CpuStorage) -> Result<()> {
+    if dtype_of(a) != dtype_of(b) || dtype_of(c) != dtype_of(a) {
         return Err(unsupported(op, "mixed dtypes"));
     }
     Ok(())
 }
 
-/// `(x, γ, β) → y`, with backward through [`NormInputGradOp`] and [`NormParamGradOp`].
+/// `(x, γ, β) → y`, with backward through [`NormBwdOp`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GroupNormOp {
     pub geom: NormGeom,
@@ -164,10 +166,11 @@ impl CustomOp3 for GroupNormOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        same_dtype(self.name(), s1, s2, Some(s3))?;
+        same_dtype(self.name(), s1, s2, s3)?;
         let st = dispatch_float!(self.name(), s1, T => {
             let n = self.name();
-            Ok(storage(forward(&self.geom, contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?)))
+            let (x, gamma, beta) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?);
+            Ok(storage(forward(&self.geom, x, gamma, beta)))
         })?;
         Ok((st, self.geom.shape()))
     }
@@ -193,21 +196,26 @@ impl CustomOp3 for GroupNormOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let gx = x.apply_op3_no_bwd(gamma, &grad, &NormInputGradOp { geom: self.geom })?;
-        let gp = x.apply_op2_no_bwd(&grad, &NormParamGradOp { geom: self.geom })?;
-        Ok((Some(gx), Some(gp.get(0)?), Some(gp.get(1)?)))
+        let packed = x.apply_op3_no_bwd(gamma, &grad, &NormBwdOp { geom: self.geom })?;
+        let (len, c) = (x.elem_count(), self.geom.c);
+        let gx = packed.narrow(0, 0, len)?.reshape(self.geom.shape())?;
+        Ok((
+            Some(gx),
+            Some(packed.narrow(0, len, c)?),
+            Some(packed.narrow(0, len + c, c)?),
+        ))
     }
 }
 
-/// `(x, γ, gy) → gx`.
+/// `(x, γ, gy) → [dx, dγ, dβ]` packed in one 1-D tensor (see [`backward`]).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct NormInputGradOp {
+pub(crate) struct NormBwdOp {
     pub geom: NormGeom,
 }
 
-impl CustomOp3 for NormInputGradOp {
+impl CustomOp3 for NormBwdOp {
     fn name(&self) -> &'static str {
-        "group_norm-input-grad"
+        "group_norm-backward"
     }
     fn cpu_fwd(
         &self,
@@ -218,12 +226,13 @@ impl CustomOp3 for NormInputGradOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        same_dtype(self.name(), s1, s2, Some(s3))?;
+        same_dtype(self.name(), s1, s2, s3)?;
         let st = dispatch_float!(self.name(), s1, T => {
             let n = self.name();
-            Ok(storage(input_grad(&self.geom, contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?)))
+            let (x, gamma, gy) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?);
+            Ok(storage(backward(&self.geom, x, gamma, gy)))
         })?;
-        Ok((st, self.geom.shape()))
+        Ok((st, self.geom.packed_shape()))
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -235,45 +244,8 @@ impl CustomOp3 for NormInputGradOp {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let st = crate::cuda::norm::input_grad(&self.geom, s1, l1, s2, l2, s3, l3)?;
-        Ok((st, self.geom.shape()))
-    }
-}
-
-/// `(x, gy) → [dγ; dβ]` of shape `[2, C]`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct NormParamGradOp {
-    pub geom: NormGeom,
-}
-
-impl CustomOp2 for NormParamGradOp {
-    fn name(&self) -> &'static str {
-        "group_norm-param-grad"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        same_dtype(self.name(), s1, s2, None)?;
-        let st = dispatch_float!(self.name(), s1, T => {
-            let n = self.name();
-            Ok(storage(param_grad(&self.geom, contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?)))
-        })?;
-        Ok((st, Shape::from((2, self.geom.c))))
-    }
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let st = crate::cuda::norm::param_grad(&self.geom, s1, l1, s2, l2)?;
-        Ok((st, Shape::from((2, self.geom.c))))
+        let st = crate::cuda::norm::backward(&self.geom, s1, l1, s2, l2, s3, l3)?;
+        Ok((st, self.geom.packed_shape()))
     }
 }
 

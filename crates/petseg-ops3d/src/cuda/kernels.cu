@@ -279,10 +279,12 @@ extern "C" __global__ void gn_dx(const float* __restrict__ x, const float* __res
     }
 }
 
-// One block per channel: out[c] = sum gy*xhat, out[C + c] = sum gy (over samples and voxels).
+// One block per channel: out[off + c] = sum gy*xhat, out[C + c] = sum gy (over samples and voxels).
 extern "C" __global__ void gn_dparam(const float* __restrict__ x, const float* __restrict__ gy,
-                                     const float* __restrict__ stats, float* __restrict__ out, NormP p) {
+                                     const float* __restrict__ stats, float* __restrict__ out,
+                                     long long out_off, NormP p) {
     __shared__ double sh[256];
+    out += out_off;
     int ch = blockIdx.x;
     double a = 0.0, b = 0.0;
     for (int s = 0; s < p.n; ++s) {

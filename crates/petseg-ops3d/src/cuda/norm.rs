@@ -67,8 +67,8 @@ pub(crate) fn forward(
     Ok(CudaStorage::wrap_cuda_slice(y, dev))
 }
 
-/// `(x, γ, gy) → gx`.
-pub(crate) fn input_grad(
+/// `(x, γ, gy) → [dx, dγ, dβ]` packed (as on the CPU).
+pub(crate) fn backward(
     g: &NormGeom,
     s1: &CudaStorage,
     l1: &Layout,
@@ -77,34 +77,14 @@ pub(crate) fn input_grad(
     s3: &CudaStorage,
     l3: &Layout,
 ) -> Result<CudaStorage> {
-    const OP: &str = "group_norm-input-grad";
+    const OP: &str = "group_norm-backward";
     let dev = s1.device.clone();
-    let (x, gamma, gy) = (
-        input(OP, s1, l1, len(g))?,
-        input(OP, s2, l2, g.c)?,
-        input(OP, s3, l3, len(g))?,
-    );
+    let (x, gamma, gy) = (input(OP, s1, l1, len(g))?, input(OP, s2, l2, g.c)?, input(OP, s3, l3, len(g))?);
     let st = stats(&dev, g, &x)?;
-    let mut gx = dev.alloc_zeros::<f32>(len(g))?;
+    let mut out = dev.alloc_zeros::<f32>(len(g) + 2 * g.c)?;
     let p = params(g);
-    launch!(dev, "gn_dx", blocks(g.n * g.groups); &x, &gamma, &gy, &st, &mut gx, &p);
-    Ok(CudaStorage::wrap_cuda_slice(gx, dev))
-}
-
-/// `(x, gy) → [dγ; dβ]` (`[2, C]`).
-pub(crate) fn param_grad(
-    g: &NormGeom,
-    s1: &CudaStorage,
-    l1: &Layout,
-    s2: &CudaStorage,
-    l2: &Layout,
-) -> Result<CudaStorage> {
-    const OP: &str = "group_norm-param-grad";
-    let dev = s1.device.clone();
-    let (x, gy) = (input(OP, s1, l1, len(g))?, input(OP, s2, l2, len(g))?);
-    let st = stats(&dev, g, &x)?;
-    let mut out = dev.alloc_zeros::<f32>(2 * g.c)?;
-    let p = params(g);
-    launch!(dev, "gn_dparam", blocks(g.c); &x, &gy, &st, &mut out, &p);
+    let param_off = len(g) as i64;
+    launch!(dev, "gn_dx", blocks(g.n * g.groups); &x, &gamma, &gy, &st, &mut out, &p);
+    launch!(dev, "gn_dparam", blocks(g.c); &x, &gy, &st, &mut out, &param_off, &p);
     Ok(CudaStorage::wrap_cuda_slice(out, dev))
 }
