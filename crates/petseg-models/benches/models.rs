@@ -3,10 +3,11 @@
 //! ```text
 //! cargo bench -p petseg-models --bench models                      # both networks, 96³
 //! cargo bench -p petseg-models --bench models -- segresnet 64 3    # one network, size, steps
+//! cargo bench -p petseg-models --bench models -- all 64 3          # both networks, size, steps
 //! python3 crates/petseg-models/scripts/bench_monai.py               # the MONAI/PyTorch peer
 //! ```
 //!
-//! Without a network argument the binary runs itself once per network, so that each
+//! Without a network argument (or with `all`) the binary runs itself once per network, so that each
 //! network's peak RSS (`VmHWM`) is measured in its own process. A run: one eval forward
 //! (warm-up), `steps` timed eval forwards, then `steps + 1` training steps (train-mode
 //! forward, the loss below, backward, AdamW step), the first untimed. Input
@@ -98,9 +99,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let size = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(96);
     let steps = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(2);
-    match args.first() {
-        Some(name) => run(name, size, steps),
-        None => {
+    match args.first().map(String::as_str) {
+        Some(name) if name != "all" => run(name, size, steps),
+        _ => {
             let exe = std::env::current_exe()?;
             for name in ["segresnet", "attention_unet"] {
                 let status = std::process::Command::new(&exe)

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """The MONAI/PyTorch peer of `cargo bench -p petseg-models --bench models`.
 
-    python3 crates/petseg-models/scripts/bench_monai.py [network] [size] [steps]
+    python3 crates/petseg-models/scripts/bench_monai.py [segresnet|attention_unet|all] [size] [steps]
 
 Same protocol as benches/models.rs: study configurations (SPEC §4), input [1, 2, S³]
 ~ N(0, 1), labels x[:, 0] > 0, one warm-up eval forward, `steps` timed eval forwards
 (torch.no_grad), then steps + 1 training steps (train-mode forward, cross-entropy,
-backward, AdamW lr 2e-4 / wd 1e-5), the first untimed. Without a network argument each
-network runs in its own process so that peak RSS (VmHWM) is per network. Threads:
+backward, AdamW lr 2e-4 / wd 1e-5), the first untimed. Without a network argument (or with
+"all") each network runs in its own process so that peak RSS (VmHWM) is per network. Threads:
 torch's default (all cores) unless OMP_NUM_THREADS / torch.set_num_threads say otherwise.
 """
 import subprocess
@@ -72,7 +72,7 @@ def main():
     args = sys.argv[1:]
     size = int(args[1]) if len(args) > 1 else 96
     steps = int(args[2]) if len(args) > 2 else 2
-    if args:
+    if args and args[0] != "all":
         run(args[0], size, steps)
     else:
         for name in ("segresnet", "attention_unet"):
