@@ -27,6 +27,12 @@ enum Command {
     Evaluate(commands::evaluate::Args),
     /// Write the synthetic PSMA PET/CT cohort (nnU-Net layout + manifest).
     Phantom(commands::phantom::Args),
+    /// Train a network from a run config (TOML), or resume a run.
+    Train(commands::train::Args),
+    /// Segment PET/CT cases with trained (or MONAI) weights; mask on the PET grid.
+    Predict(commands::predict::Args),
+    /// The whole pipeline on synthetic data: cohort, split, train, predict, evaluate, report.
+    Demo(commands::demo::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +43,9 @@ fn main() -> std::process::ExitCode {
         Command::Components(args) => commands::components::run(args),
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Phantom(args) => commands::phantom::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Predict(args) => commands::predict::run(args),
+        Command::Demo(args) => commands::demo::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -95,7 +95,9 @@ pub struct TrainSummary {
 /// the checkpoint's and `cfg` only supplies the run folder.
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     let cfg = if opts.resume {
-        read_state(&cfg.run_dir.join(files::CHECKPOINT))?.config
+        let mut saved = read_state(&cfg.run_dir.join(files::CHECKPOINT))?.config;
+        saved.run_dir = cfg.run_dir.clone(); // the folder may have moved
+        saved
     } else {
         cfg.clone()
     };
@@ -143,14 +145,19 @@ pub fn train_on(
         .unwrap_or(train_cases.len().div_ceil(s.batch_size));
     let mut state = if opts.resume {
         let loaded = load_checkpoint(&dir.join(files::CHECKPOINT), &varmap)?;
-        if loaded.state.config != *cfg {
+        let mut saved = loaded.state.config.clone();
+        saved.run_dir = cfg.run_dir.clone();
+        if saved != *cfg {
             return Err(TrainError::Config(
                 "the checkpoint was written by a different run config; resume uses the checkpoint's own config".into(),
             ));
         }
         opt.load_state(loaded.moments)?;
         truncate_logs(dir, loaded.state.epoch)?;
-        loaded.state
+        TrainState {
+            config: cfg.clone(),
+            ..loaded.state
+        }
     } else {
         write_atomic(&dir.join(files::CONFIG), cfg.to_toml()?.as_bytes())?;
         truncate_logs(dir, 0)?;

@@ -5,3 +5,6 @@ pub mod evaluate;
 pub mod info;
 pub mod phantom;
 pub mod convert;
+pub mod train;
+pub mod predict;
+pub mod demo;
