@@ -7,7 +7,10 @@ use petseg_io::nifti::{read_nifti, write_nifti, AnyVolume};
 use petseg_io::{Affine, Volume};
 
 fn petseg(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_petseg")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_petseg"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn aff() -> Affine {
@@ -36,19 +39,62 @@ fn s(p: &Path) -> &str {
 fn single_case_json_has_the_documented_keys() {
     let dir = tempfile::tempdir().unwrap();
     let (pred, gt, pet) = case(0);
-    let (pp, gp, tp) = (dir.path().join("p.nii.gz"), dir.path().join("g.nii.gz"), dir.path().join("pet.nii.gz"));
+    let (pp, gp, tp) = (
+        dir.path().join("p.nii.gz"),
+        dir.path().join("g.nii.gz"),
+        dir.path().join("pet.nii.gz"),
+    );
     write_nifti(&pp, &pred).unwrap();
     write_nifti(&gp, &gt).unwrap();
     write_nifti(&tp, &pet).unwrap();
-    let out = petseg(&["evaluate", "--pred", s(&pp), "--gt", s(&gp), "--pet", s(&tp), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = petseg(&[
+        "evaluate",
+        "--pred",
+        s(&pp),
+        "--gt",
+        s(&gp),
+        "--pet",
+        s(&tp),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for key in ["dice", "fpv_ml", "fnv_ml", "tp_c1", "fp_c1", "fn_c1", "f1_c1", "tp_c2", "fp_c2", "fn_c2", "f1_c2", "tp_c3", "fp_c3", "fn_c3", "f1_c3", "dmax_cm", "n_gt_lesions", "n_pred_lesions"] {
+    for key in [
+        "dice",
+        "fpv_ml",
+        "fnv_ml",
+        "tp_c1",
+        "fp_c1",
+        "fn_c1",
+        "f1_c1",
+        "tp_c2",
+        "fp_c2",
+        "fn_c2",
+        "f1_c2",
+        "tp_c3",
+        "fp_c3",
+        "fn_c3",
+        "f1_c3",
+        "dmax_cm",
+        "n_gt_lesions",
+        "n_pred_lesions",
+    ] {
         assert!(v.get(key).is_some(), "missing {key}");
     }
     assert_eq!(v["n_gt_lesions"], 2);
     assert_eq!(v["n_pred_lesions"], 2);
-    assert_eq!((v["tp_c1"].as_u64(), v["fp_c1"].as_u64(), v["fn_c1"].as_u64()), (Some(1), Some(1), Some(1)));
+    assert_eq!(
+        (
+            v["tp_c1"].as_u64(),
+            v["fp_c1"].as_u64(),
+            v["fn_c1"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
     assert_eq!(v["tp_c3"], 1);
     assert!((v["dice"].as_f64().unwrap() - 6.0 / 8.0).abs() < 1e-12);
     assert!((v["fpv_ml"].as_f64().unwrap() - 0.012).abs() < 1e-12);
@@ -59,12 +105,21 @@ fn mismatched_grids_and_non_binary_masks_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let (pred, gt, _) = case(0);
     let (pp, gp) = (dir.path().join("p.nii.gz"), dir.path().join("g.nii.gz"));
-    write_nifti(&pp, &pred.clone().with_affine(Affine::from_spacing_origin([2.0, 2.0, 3.0], [0.0; 3]).unwrap())).unwrap();
+    write_nifti(
+        &pp,
+        &pred
+            .clone()
+            .with_affine(Affine::from_spacing_origin([2.0, 2.0, 3.0], [0.0; 3]).unwrap()),
+    )
+    .unwrap();
     write_nifti(&gp, &gt).unwrap();
     let out = petseg(&["evaluate", "--pred", s(&pp), "--gt", s(&gp)]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("prediction vs ground truth") && err.contains("affines differ"), "{err}");
+    assert!(
+        err.contains("prediction vs ground truth") && err.contains("affines differ"),
+        "{err}"
+    );
 
     let mut multi = gt.clone();
     multi.data_mut()[[9, 8, 6]] = 2;
@@ -73,15 +128,34 @@ fn mismatched_grids_and_non_binary_masks_fail_clearly() {
     let out = petseg(&["evaluate", "--pred", s(&pp), "--gt", s(&gp)]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not binary") && err.contains("g.nii.gz"), "{err}");
-    let out = petseg(&["evaluate", "--pred", s(&pp), "--gt", s(&gp), "--binarize", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        err.contains("not binary") && err.contains("g.nii.gz"),
+        "{err}"
+    );
+    let out = petseg(&[
+        "evaluate",
+        "--pred",
+        s(&pp),
+        "--gt",
+        s(&gp),
+        "--binarize",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn folder_mode_pairs_by_id_and_writes_all_outputs() {
     let dir = tempfile::tempdir().unwrap();
-    let (pd, gd, id) = (dir.path().join("pred"), dir.path().join("labelsTr"), dir.path().join("imagesTr"));
+    let (pd, gd, id) = (
+        dir.path().join("pred"),
+        dir.path().join("labelsTr"),
+        dir.path().join("imagesTr"),
+    );
     for d in [&pd, &gd, &id] {
         std::fs::create_dir(d).unwrap();
     }
@@ -95,8 +169,22 @@ fn folder_mode_pairs_by_id_and_writes_all_outputs() {
         write_nifti(id.join(format!("{name}_0000.nii.gz")), &pet).unwrap();
     }
     let out_dir = dir.path().join("eval");
-    let out = petseg(&["evaluate", "--pred", s(&pd), "--gt", s(&gd), "--pet", s(&id), "--out", s(&out_dir)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = petseg(&[
+        "evaluate",
+        "--pred",
+        s(&pd),
+        "--gt",
+        s(&gd),
+        "--pet",
+        s(&id),
+        "--out",
+        s(&out_dir),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for f in ["patients.csv", "lesions.csv", "summary.json", "summary.md"] {
         assert!(out_dir.join(f).exists(), "{f}");
     }
@@ -106,15 +194,31 @@ fn folder_mode_pairs_by_id_and_writes_all_outputs() {
     assert!(lines[0].starts_with("case_id,connectivity,voxel_ml,dice,fpv_ml"));
     assert!(lines[1].starts_with("a_case,18,") && lines[2].starts_with("b_case,18,"));
     let lesions = std::fs::read_to_string(out_dir.join("lesions.csv")).unwrap();
-    assert_eq!(lesions.lines().filter(|l| l.contains(",unmatched_pred,")).count(), 2);
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        lesions
+            .lines()
+            .filter(|l| l.contains(",unmatched_pred,"))
+            .count(),
+        2
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
     assert_eq!(summary["all"]["n_cases"], 2);
 
     // A GT without prediction is an error naming the id, and no output.
     let (_, gt, _) = case(0);
     write_nifti(gd.join("c_case.nii.gz"), &gt).unwrap();
     let out2 = dir.path().join("eval2");
-    let out = petseg(&["evaluate", "--pred", s(&pd), "--gt", s(&gd), "--out", s(&out2)]);
+    let out = petseg(&[
+        "evaluate",
+        "--pred",
+        s(&pd),
+        "--gt",
+        s(&gd),
+        "--out",
+        s(&out2),
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("c_case"));
     assert!(!out2.exists());
@@ -131,9 +235,15 @@ fn components_writes_labels_and_prints_count() {
     write_nifti(&inp, &m).unwrap();
     for (conn, n) in [("6", 3usize), ("18", 2)] {
         let out = petseg(&["components", s(&inp), s(&outp), "--connectivity", conn]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("{n} components")));
-        let AnyVolume::U16(lab) = read_nifti(&outp).unwrap() else { panic!("expected uint16 labels") };
+        let AnyVolume::U16(lab) = read_nifti(&outp).unwrap() else {
+            panic!("expected uint16 labels")
+        };
         assert_eq!(lab.data()[[1, 1, 1]], 1);
         assert_eq!(lab.data()[[5, 4, 3]] as usize, n);
         assert_eq!(lab.affine(), m.affine());
@@ -164,14 +274,37 @@ fn manifest_mode_takes_label_and_pet_from_the_manifest() {
         }));
     }
     // An unlabelled case is skipped.
-    cases.push(serde_json::json!({"id": "x3", "patient_id": "p3", "ct": "a.nii.gz", "pet": "b.nii.gz"}));
+    cases.push(
+        serde_json::json!({"id": "x3", "patient_id": "p3", "ct": "a.nii.gz", "pet": "b.nii.gz"}),
+    );
     let manifest = data.join("manifest.json");
-    std::fs::write(&manifest, serde_json::json!({"name": "t", "cases": cases}).to_string()).unwrap();
+    std::fs::write(
+        &manifest,
+        serde_json::json!({"name": "t", "cases": cases}).to_string(),
+    )
+    .unwrap();
     let out_dir = dir.path().join("eval");
-    let out = petseg(&["evaluate", "--pred", s(&pd), "--manifest", s(&manifest), "--out", s(&out_dir), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = petseg(&[
+        "evaluate",
+        "--pred",
+        s(&pd),
+        "--manifest",
+        s(&manifest),
+        "--out",
+        s(&out_dir),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let patients = std::fs::read_to_string(out_dir.join("patients.csv")).unwrap();
-    let ids: Vec<&str> = patients.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    let ids: Vec<&str> = patients
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
     assert_eq!(ids, vec!["x2", "x1"], "manifest order");
     // tp_c3 column is filled: PET came from the manifest.
     assert!(!patients.lines().nth(1).unwrap().contains(",,"));

@@ -34,7 +34,9 @@ fn balls(shape: [usize; 3], n: usize, r: (f64, f64), seed: u64) -> Vec<u8> {
         for k in lo(2)..=hi(2, nk) {
             for j in lo(1)..=hi(1, nj) {
                 for i in lo(0)..=hi(0, ni) {
-                    let d = (i as f64 - c[0]).powi(2) + (j as f64 - c[1]).powi(2) + (k as f64 - c[2]).powi(2);
+                    let d = (i as f64 - c[0]).powi(2)
+                        + (j as f64 - c[1]).powi(2)
+                        + (k as f64 - c[2]).powi(2);
                     if d <= rad * rad {
                         m[i + ni * (j + nj * k)] = 1;
                     }
@@ -93,13 +95,21 @@ fn main() {
     let reps = if quick { 3 } else { 10 };
     let [ni, nj, nk] = SHAPE;
     let dir = tempfile::tempdir().expect("temp dir");
-    let lin = [[SPACING[0], 0.0, 0.0], [0.0, SPACING[1], 0.0], [0.0, 0.0, SPACING[2]]];
+    let lin = [
+        [SPACING[0], 0.0, 0.0],
+        [0.0, SPACING[1], 0.0],
+        [0.0, 0.0, SPACING[2]],
+    ];
 
     let wb = balls(SHAPE, 200, (2.0, 6.0), 1);
     let fg = wb.iter().filter(|&&v| v != 0).count();
     let n = label(&wb, SHAPE, Connectivity::Eighteen).unwrap().count();
     println!("labelling {ni}x{nj}x{nk}, {fg} foreground voxels, {n} components (18-conn)");
-    for conn in [Connectivity::Six, Connectivity::Eighteen, Connectivity::TwentySix] {
+    for conn in [
+        Connectivity::Six,
+        Connectivity::Eighteen,
+        Connectivity::TwentySix,
+    ] {
         let ms = best_ms(reps, || {
             std::hint::black_box(label(&wb, SHAPE, conn).unwrap());
         });
@@ -136,8 +146,14 @@ fn main() {
         cmd.arg(name);
     }
     match cmd.output() {
-        Ok(o) if o.status.success() => println!("python peers: {}", String::from_utf8_lossy(&o.stdout).trim()),
-        Ok(o) => println!("python peers failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Ok(o) if o.status.success() => println!(
+            "python peers: {}",
+            String::from_utf8_lossy(&o.stdout).trim()
+        ),
+        Ok(o) => println!(
+            "python peers failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
         Err(e) => println!("python3 unavailable: {e}"),
     }
 }

@@ -221,7 +221,11 @@ pub fn evaluate_case(
         pred_hit[o.pred as usize - 1] = true;
     }
     let unhit = |hit: &[bool], v: &[u64]| -> u64 {
-        hit.iter().zip(v).filter(|(h, _)| !**h).map(|(_, n)| n).sum()
+        hit.iter()
+            .zip(v)
+            .filter(|(h, _)| !**h)
+            .map(|(_, n)| n)
+            .sum()
     };
     let fpv_ml = unhit(&pred_hit, &pv) as f64 * voxel_ml;
     let fnv_ml = unhit(&gt_hit, &gv) as f64 * voxel_ml;

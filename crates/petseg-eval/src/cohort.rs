@@ -19,7 +19,8 @@ use crate::stats::{percentile_sorted, wilcoxon, Alternative, Summary, WilcoxonRe
 pub const THRESHOLD_PERCENTILES: [f64; 4] = [25.0, 50.0, 75.0, 85.0];
 
 /// The study's Dmax groups (cm): [0, 9), [9, 11), [11, 14), [14, 60].
-pub const STUDY_DMAX_GROUPS_CM: [(f64, f64); 4] = [(0.0, 9.0), (9.0, 11.0), (11.0, 14.0), (14.0, 60.0)];
+pub const STUDY_DMAX_GROUPS_CM: [(f64, f64); 4] =
+    [(0.0, 9.0), (9.0, 11.0), (11.0, 14.0), (14.0, 60.0)];
 
 /// Summaries of one group of cases.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -46,7 +47,9 @@ pub struct GroupSummary {
 
 impl GroupSummary {
     fn of(name: &str, cases: &[&PatientMetrics]) -> Self {
-        let s = |f: fn(&PatientMetrics) -> f64| Summary::of(&cases.iter().map(|c| f(c)).collect::<Vec<_>>());
+        let s = |f: fn(&PatientMetrics) -> f64| {
+            Summary::of(&cases.iter().map(|c| f(c)).collect::<Vec<_>>())
+        };
         GroupSummary {
             name: name.to_string(),
             n_cases: cases.len(),
@@ -145,7 +148,11 @@ pub fn summarize(cases: &[PatientMetrics], lesions: &[LesionMetrics]) -> CohortS
 }
 
 fn thresholds(values: &[(f64, f64)]) -> Vec<ThresholdRow> {
-    let mut v: Vec<f64> = values.iter().map(|x| x.0).filter(|x| x.is_finite()).collect();
+    let mut v: Vec<f64> = values
+        .iter()
+        .map(|x| x.0)
+        .filter(|x| x.is_finite())
+        .collect();
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
         return Vec::new();
@@ -206,7 +213,10 @@ pub fn compare_paired(
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for c in a {
         let other = bmap.get(c.case_id.as_str()).ok_or_else(|| {
-            EvalError::Invalid(format!("case {} is missing from the second evaluation", c.case_id))
+            EvalError::Invalid(format!(
+                "case {} is missing from the second evaluation",
+                c.case_id
+            ))
         })?;
         let (u, v) = (value(c), value(other));
         if u.is_finite() && v.is_finite() {
@@ -247,8 +257,16 @@ pub fn markdown(summary: &CohortSummary) -> String {
         row(&mut md, g);
     }
     for (title, rows, unit) in [
-        ("GT TMTV thresholds (cases)", &summary.tmtv_thresholds, "TMTV"),
-        ("GT lesion MTV thresholds (lesions)", &summary.mtv_thresholds, "MTV"),
+        (
+            "GT TMTV thresholds (cases)",
+            &summary.tmtv_thresholds,
+            "TMTV",
+        ),
+        (
+            "GT lesion MTV thresholds (lesions)",
+            &summary.mtv_thresholds,
+            "MTV",
+        ),
     ] {
         let _ = writeln!(md, "\n## {title}\n");
         let _ = writeln!(md, "| percentile | {unit} ≤ (ml) | n | median DSC |");
@@ -266,7 +284,10 @@ pub fn markdown(summary: &CohortSummary) -> String {
         ("Study Dmax groups", &summary.dmax_study_groups),
     ] {
         let _ = writeln!(md, "\n## {title}\n");
-        let _ = writeln!(md, "| Dmax (cm) | cases | DSC mean ± SD | DSC median [IQR] |");
+        let _ = writeln!(
+            md,
+            "| Dmax (cm) | cases | DSC mean ± SD | DSC median [IQR] |"
+        );
         let _ = writeln!(md, "|---|---|---|---|");
         for g in groups {
             let _ = writeln!(

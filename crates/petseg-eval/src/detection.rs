@@ -232,7 +232,13 @@ mod tests {
         let oo = one_to_one(&ov, &gt, &pr);
         assert_eq!((oo.tp, oo.fp, oo.fn_), (1, 2, 1));
         assert!((c1.f1() - 4.0 / 6.0).abs() < 1e-12);
-        assert!(Detection { tp: 0, fp: 0, fn_: 0 }.f1().is_nan());
+        assert!(Detection {
+            tp: 0,
+            fp: 0,
+            fn_: 0
+        }
+        .f1()
+        .is_nan());
     }
 
     #[test]

@@ -217,14 +217,18 @@ mod tests {
         let line: Vec<[i64; 3]> = (0..7).map(|t| [t, 2 * t, 3]).collect();
         assert!((dmax_of_points_mm(line.clone(), ID) - brute(&line, ID)).abs() < 1e-12);
         // Coplanar grid.
-        let plane: Vec<[i64; 3]> = (0..5).flat_map(|a| (0..4).map(move |b| [a, 1, b])).collect();
+        let plane: Vec<[i64; 3]> = (0..5)
+            .flat_map(|a| (0..4).map(move |b| [a, 1, b]))
+            .collect();
         let l = [[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 0.7]];
         assert!((dmax_of_points_mm(plane.clone(), l) - brute(&plane, l)).abs() < 1e-12);
     }
 
     #[test]
     fn hull_keeps_only_strict_vertices() {
-        let sq: Vec<[i64; 3]> = (0..3).flat_map(|a| (0..3).map(move |b| [a, b, 0])).collect();
+        let sq: Vec<[i64; 3]> = (0..3)
+            .flat_map(|a| (0..3).map(move |b| [a, b, 0]))
+            .collect();
         let mut h = Vec::new();
         let mut s = sq.clone();
         s.sort_by_key(|p| (p[0], p[1]));

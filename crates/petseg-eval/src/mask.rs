@@ -59,7 +59,10 @@ mod tests {
         let v = [0u8, 1, 2, 0, 1, 0];
         let err = binarize(&v, [3, 2, 1], BinarizePolicy::Strict, "gt.nii.gz").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("gt.nii.gz") && msg.contains("[2, 0, 0]"), "{msg}");
+        assert!(
+            msg.contains("gt.nii.gz") && msg.contains("[2, 0, 0]"),
+            "{msg}"
+        );
         let ok = binarize(&v, [3, 2, 1], BinarizePolicy::Positive, "gt").unwrap();
         assert_eq!(ok, vec![0, 1, 1, 0, 1, 0]);
     }

@@ -202,7 +202,10 @@ fn permutation_p(nz: &[f64], ranks: &[f64], r_plus: f64, alternative: Alternativ
     let gamma = (100.0 * f64::EPSILON * r_plus).abs();
     let (mut le, mut ge) = (0u64, 0u64);
     for mask in 0u64..(1u64 << m) {
-        let s: f64 = (0..m).filter(|b| mask >> b & 1 == 1).map(|b| ranks[b]).sum();
+        let s: f64 = (0..m)
+            .filter(|b| mask >> b & 1 == 1)
+            .map(|b| ranks[b])
+            .sum();
         if s <= r_plus + gamma {
             le += 1;
         }

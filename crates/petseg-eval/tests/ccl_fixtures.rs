@@ -23,7 +23,10 @@ fn labels_equal_scipy_for_6_18_26() {
             // Same labels, not only the same partition: both number
             // components in raster order of first appearance.
             assert_eq!(cc.labels(), &want[..], "{} conn {conn}", case["name"]);
-            assert_eq!(cc.count() as u64, case[format!("n_{conn}")].as_u64().unwrap());
+            assert_eq!(
+                cc.count() as u64,
+                case[format!("n_{conn}")].as_u64().unwrap()
+            );
             checked += 1;
         }
     }

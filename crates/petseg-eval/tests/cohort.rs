@@ -77,15 +77,33 @@ fn cohort() -> Vec<PatientMetrics> {
 #[test]
 fn scenarios_thresholds_and_groups() {
     let cases = cohort();
-    let lesions = vec![lesion("b", 1.0, 0.1), lesion("c", 3.0, 0.5), lesion("d", 5.0, 0.7)];
+    let lesions = vec![
+        lesion("b", 1.0, 0.1),
+        lesion("c", 3.0, 0.5),
+        lesion("d", 5.0, 0.7),
+    ];
     let s = summarize(&cases, &lesions);
     assert_eq!(s.all.n_cases, 6);
-    assert_eq!(s.all.dice.n, 5, "NaN DSC of the lesion-free case is skipped");
-    let names: Vec<(&str, usize)> = s.scenarios.iter().map(|g| (g.name.as_str(), g.n_cases)).collect();
-    assert_eq!(names, vec![("no_lesion", 1), ("single", 2), ("multiple", 3)]);
+    assert_eq!(
+        s.all.dice.n, 5,
+        "NaN DSC of the lesion-free case is skipped"
+    );
+    let names: Vec<(&str, usize)> = s
+        .scenarios
+        .iter()
+        .map(|g| (g.name.as_str(), g.n_cases))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("no_lesion", 1), ("single", 2), ("multiple", 3)]
+    );
     assert!((s.scenarios[1].dice.mean - 0.3).abs() < 1e-12);
     // TMTV of positive cases 1..5: p25 = 2, p50 = 3, p75 = 4, p85 = 4.4.
-    let t: Vec<(f64, usize, f64)> = s.tmtv_thresholds.iter().map(|r| (r.threshold_ml, r.n_below, r.median_dice_below)).collect();
+    let t: Vec<(f64, usize, f64)> = s
+        .tmtv_thresholds
+        .iter()
+        .map(|r| (r.threshold_ml, r.n_below, r.median_dice_below))
+        .collect();
     assert_eq!(t[0], (2.0, 2, 0.30000000000000004));
     assert_eq!((t[1].0, t[1].1), (3.0, 3));
     assert!((t[3].0 - 4.4).abs() < 1e-12 && t[3].1 == 4);
@@ -94,9 +112,17 @@ fn scenarios_thresholds_and_groups() {
     assert_eq!(s.mtv_thresholds[1].threshold_ml, 3.0);
     assert!((s.mtv_thresholds[1].median_dice_below - 0.3).abs() < 1e-12);
     // Study groups: [0,9): b, c; [9,11): d; [11,14): e; [14,60]: f.
-    let g: Vec<usize> = s.dmax_study_groups.iter().map(|g| g.summary.n_cases).collect();
+    let g: Vec<usize> = s
+        .dmax_study_groups
+        .iter()
+        .map(|g| g.summary.n_cases)
+        .collect();
     assert_eq!(g, vec![2, 1, 1, 1]);
-    let q: usize = s.dmax_quartile_groups.iter().map(|g| g.summary.n_cases).sum();
+    let q: usize = s
+        .dmax_quartile_groups
+        .iter()
+        .map(|g| g.summary.n_cases)
+        .sum();
     assert!(q >= 5, "every positive case falls in a quartile group");
     let md = markdown(&s);
     assert!(md.contains("| single | 2 | 0.300 ± 0.141 |"), "{md}");
@@ -114,7 +140,11 @@ fn paired_comparison_pairs_by_case_id() {
     }
     let r = compare_paired(&a, &b, |c| c.dice, Alternative::Greater).unwrap();
     // Aligned by id by hand.
-    let x: Vec<f64> = a.iter().filter(|c| c.dice.is_finite()).map(|c| c.dice).collect();
+    let x: Vec<f64> = a
+        .iter()
+        .filter(|c| c.dice.is_finite())
+        .map(|c| c.dice)
+        .collect();
     let y: Vec<f64> = a
         .iter()
         .filter(|c| c.dice.is_finite())
@@ -140,5 +170,8 @@ fn csv_columns_cover_every_field() {
     let first = csv.lines().nth(1).unwrap();
     assert!(first.starts_with("a,18,0.048,,1.0,0.5,"), "{first}");
     let l = lesions_csv(&[lesion("b", 1.0, 0.1)]).unwrap();
-    assert!(l.lines().nth(1).unwrap().starts_with("b,gt,1,1;3,0.1,"), "{l}");
+    assert!(
+        l.lines().nth(1).unwrap().starts_with("b,gt,1,1;3,0.1,"),
+        "{l}"
+    );
 }

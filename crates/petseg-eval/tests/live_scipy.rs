@@ -17,9 +17,14 @@ fn hex(v: &[u8]) -> String {
 #[test]
 fn labelling_equals_scipy_and_cc3d_live() {
     let mut masks: Vec<([usize; 3], Vec<u8>)> = Vec::new();
-    for (t, (shape, p)) in [([17, 13, 11], 0.2), ([24, 20, 16], 0.35), ([9, 31, 7], 0.5), ([32, 32, 8], 0.28)]
-        .into_iter()
-        .enumerate()
+    for (t, (shape, p)) in [
+        ([17, 13, 11], 0.2),
+        ([24, 20, 16], 0.35),
+        ([9, 31, 7], 0.5),
+        ([32, 32, 8], 0.28),
+    ]
+    .into_iter()
+    .enumerate()
     {
         masks.push((shape, common::random_mask(shape, p, 100 + t as u64)));
     }
@@ -39,19 +44,33 @@ fn labelling_equals_scipy_and_cc3d_live() {
     let mut reqs = Vec::new();
     for (shape, mask) in &masks {
         for conn in [6u32, 18, 26] {
-            reqs.push(json!({"op": "label", "shape": shape, "mask_hex": hex(mask), "connectivity": conn}));
+            reqs.push(
+                json!({"op": "label", "shape": shape, "mask_hex": hex(mask), "connectivity": conn}),
+            );
         }
     }
-    let Some(answers) = common::python_reference(&json!({"op": "batch", "requests": reqs})) else { return };
+    let Some(answers) = common::python_reference(&json!({"op": "batch", "requests": reqs})) else {
+        return;
+    };
     let mut answers = answers.as_array().unwrap().iter();
     for (shape, mask) in &masks {
         for conn in [6u32, 18, 26] {
             let ans = answers.next().unwrap();
             let cc = label(mask, *shape, Connectivity::from_number(conn).unwrap()).unwrap();
-            let want: Vec<u32> = ans["labels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            let want: Vec<u32> = ans["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
             assert_eq!(cc.labels(), &want[..], "shape {shape:?} conn {conn}");
             if let Some(c3) = ans.get("cc3d_labels") {
-                let c3: Vec<u32> = c3.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+                let c3: Vec<u32> = c3
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as u32)
+                    .collect();
                 assert_eq!(cc.labels(), &c3[..], "cc3d, shape {shape:?} conn {conn}");
             }
         }
@@ -69,11 +88,19 @@ fn wilcoxon_equals_scipy_live() {
                 .iter()
                 .map(|v| {
                     let d: f64 = rng.random::<f64>() * 0.4 - 0.15;
-                    let d = if rounded { (d * 10.0).round() / 10.0 } else { d };
+                    let d = if rounded {
+                        (d * 10.0).round() / 10.0
+                    } else {
+                        d
+                    };
                     v - d
                 })
                 .collect();
-            for (alt, name) in [(Alternative::Greater, "greater"), (Alternative::Less, "less"), (Alternative::TwoSided, "two-sided")] {
+            for (alt, name) in [
+                (Alternative::Greater, "greater"),
+                (Alternative::Less, "less"),
+                (Alternative::TwoSided, "two-sided"),
+            ] {
                 for corr in [false, true] {
                     cases.push((n, rounded, x.clone(), y.clone(), alt, name, corr));
                 }
@@ -84,10 +111,18 @@ fn wilcoxon_equals_scipy_live() {
         .iter()
         .map(|(_, _, x, y, _, name, corr)| json!({"op": "wilcoxon", "x": x, "y": y, "alternative": name, "correction": corr}))
         .collect();
-    let Some(answers) = common::python_reference(&json!({"op": "batch", "requests": reqs})) else { return };
-    for ((n, rounded, x, y, alt, name, corr), ans) in cases.iter().zip(answers.as_array().unwrap()) {
+    let Some(answers) = common::python_reference(&json!({"op": "batch", "requests": reqs})) else {
+        return;
+    };
+    for ((n, rounded, x, y, alt, name, corr), ans) in cases.iter().zip(answers.as_array().unwrap())
+    {
         let r = wilcoxon(x, y, *alt, *corr).unwrap();
         let want = ans["pvalue"].as_f64().unwrap();
-        assert!((r.p_value - want).abs() < 1e-9, "n={n} rounded={rounded} {name} corr={corr}: {} vs {want} ({:?})", r.p_value, r.method);
+        assert!(
+            (r.p_value - want).abs() < 1e-9,
+            "n={n} rounded={rounded} {name} corr={corr}: {} vs {want} ({:?})",
+            r.p_value,
+            r.method
+        );
     }
 }

@@ -9,7 +9,10 @@ use petseg_io::{Affine, Volume};
 use serde_json::Value;
 
 fn close(a: f64, b: f64, what: &str) {
-    assert!((a - b).abs() <= 1e-9 * (1.0 + b.abs()), "{what}: {a} vs {b}");
+    assert!(
+        (a - b).abs() <= 1e-9 * (1.0 + b.abs()),
+        "{what}: {a} vs {b}"
+    );
 }
 
 fn opt(v: &Value) -> f64 {
@@ -22,7 +25,12 @@ fn metrics_equal_autopet_and_reference_rules() {
     for case in cases.as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let shape = common::shape_of(&case["shape"]);
-        let sp: Vec<f64> = case["spacing_mm"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let sp: Vec<f64> = case["spacing_mm"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         let spacing = [sp[0], sp[1], sp[2]];
         let gt = common::vol_u8(shape, common::mask_bits(&case["gt"]), spacing);
         let pred = common::vol_u8(shape, common::mask_bits(&case["pred"]), spacing);
@@ -37,14 +45,31 @@ fn metrics_equal_autopet_and_reference_rules() {
         let m = &e.patient;
         let ap = &case["autopet"];
         if m.n_gt_lesions > 0 {
-            close(m.dice, ap["dice"].as_f64().unwrap(), &format!("{name} dice"));
+            close(
+                m.dice,
+                ap["dice"].as_f64().unwrap(),
+                &format!("{name} dice"),
+            );
         } else {
             assert!(m.dice.is_nan(), "{name}: DSC must be NaN without GT");
         }
-        close(m.fpv_ml, ap["fpv_ml"].as_f64().unwrap(), &format!("{name} fpv"));
-        close(m.fnv_ml, ap["fnv_ml"].as_f64().unwrap(), &format!("{name} fnv"));
+        close(
+            m.fpv_ml,
+            ap["fpv_ml"].as_f64().unwrap(),
+            &format!("{name} fpv"),
+        );
+        close(
+            m.fnv_ml,
+            ap["fnv_ml"].as_f64().unwrap(),
+            &format!("{name} fnv"),
+        );
         let counts = |k: &str| -> Vec<u64> {
-            case[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
+            case[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect()
         };
         assert_eq!(vec![m.tp_c1, m.fp_c1, m.fn_c1], counts("c1"), "{name} C1");
         assert_eq!(vec![m.tp_c2, m.fp_c2, m.fn_c2], counts("c2"), "{name} C2");
@@ -55,11 +80,25 @@ fn metrics_equal_autopet_and_reference_rules() {
         );
         assert_eq!(m.n_gt_lesions, case["n_gt"].as_u64().unwrap(), "{name}");
         assert_eq!(m.n_pred_lesions, case["n_pred"].as_u64().unwrap(), "{name}");
-        close(m.dmax_cm, case["dmax_gt_cm"].as_f64().unwrap(), &format!("{name} dmax"));
-        close(m.pred_dmax_cm, case["dmax_pred_cm"].as_f64().unwrap(), &format!("{name} pred dmax"));
+        close(
+            m.dmax_cm,
+            case["dmax_gt_cm"].as_f64().unwrap(),
+            &format!("{name} dmax"),
+        );
+        close(
+            m.pred_dmax_cm,
+            case["dmax_pred_cm"].as_f64().unwrap(),
+            &format!("{name} pred dmax"),
+        );
         for (side, vals) in [
-            ("gt_uptake", [m.gt_tmtv_ml, m.gt_suvmax, m.gt_suvmean, m.gt_tla]),
-            ("pred_uptake", [m.pred_tmtv_ml, m.pred_suvmax, m.pred_suvmean, m.pred_tla]),
+            (
+                "gt_uptake",
+                [m.gt_tmtv_ml, m.gt_suvmax, m.gt_suvmean, m.gt_tla],
+            ),
+            (
+                "pred_uptake",
+                [m.pred_tmtv_ml, m.pred_suvmax, m.pred_suvmean, m.pred_tla],
+            ),
         ] {
             let u = &case[side];
             for (k, v) in ["tmtv_ml", "suvmax", "suvmean", "tla"].iter().zip(vals) {
@@ -76,10 +115,18 @@ fn metrics_equal_autopet_and_reference_rules() {
         assert_eq!(n_gt_rows, m.n_gt_lesions);
         let unmatched = e.lesions.len() as u64 - n_gt_rows;
         assert_eq!(unmatched, m.fp_c1, "{name}: unmatched predictions = C1 FP");
-        let missed = e.lesions.iter().filter(|l| l.gt_label.is_some() && l.pred_labels.is_empty());
+        let missed = e
+            .lesions
+            .iter()
+            .filter(|l| l.gt_label.is_some() && l.pred_labels.is_empty());
         assert_eq!(missed.clone().count() as u64, m.fn_c1);
         assert!(missed.into_iter().all(|l| l.dice == 0.0));
-        let gt_mtv: f64 = e.lesions.iter().filter(|l| l.gt_label.is_some()).map(|l| l.gt_mtv_ml).sum();
+        let gt_mtv: f64 = e
+            .lesions
+            .iter()
+            .filter(|l| l.gt_label.is_some())
+            .map(|l| l.gt_mtv_ml)
+            .sum();
         close(gt_mtv, m.gt_tmtv_ml, &format!("{name} Σ lesion MTV"));
     }
 }
@@ -90,8 +137,13 @@ fn grid_mismatches_are_clear_errors() {
     let gt = Volume::filled([4, 4, 4], 0u8, a).unwrap();
     let small = Volume::filled([4, 4, 3], 0u8, a).unwrap();
     let err = evaluate_case("c", &small, &gt, None, Connectivity::Eighteen).unwrap_err();
-    assert!(err.to_string().contains("prediction vs ground truth"), "{err}");
-    let shifted = gt.clone().with_affine(Affine::from_spacing_origin([2.0, 2.0, 3.0], [0.5, 0.0, 0.0]).unwrap());
+    assert!(
+        err.to_string().contains("prediction vs ground truth"),
+        "{err}"
+    );
+    let shifted = gt
+        .clone()
+        .with_affine(Affine::from_spacing_origin([2.0, 2.0, 3.0], [0.5, 0.0, 0.0]).unwrap());
     assert!(evaluate_case("c", &shifted, &gt, None, Connectivity::Eighteen).is_err());
     let pet = Volume::filled([4, 4, 5], 1.0f32, a).unwrap();
     let err = evaluate_case("c", &gt, &gt, Some(&pet), Connectivity::Eighteen).unwrap_err();
@@ -109,7 +161,17 @@ fn without_pet_c3_and_uptake_are_undefined() {
     assert_eq!(e.patient.dice, 1.0);
     let json = serde_json::to_value(&e.patient).unwrap();
     assert!(json["tp_c3"].is_null() && json["f1_c3"].is_null());
-    for key in ["dice", "fpv_ml", "fnv_ml", "tp_c1", "fn_c3", "f1_c3", "dmax_cm", "n_gt_lesions", "n_pred_lesions"] {
+    for key in [
+        "dice",
+        "fpv_ml",
+        "fnv_ml",
+        "tp_c1",
+        "fn_c3",
+        "f1_c3",
+        "dmax_cm",
+        "n_gt_lesions",
+        "n_pred_lesions",
+    ] {
         assert!(json.get(key).is_some(), "missing key {key}");
     }
 }

@@ -11,9 +11,11 @@ use super::evaluate::read_mask;
 
 /// Arguments of `petseg components`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  petseg components labelsTr/case_0001.nii.gz case_0001_cc.nii.gz --connectivity 18\n\n\
+#[command(
+    after_help = "Example:\n  petseg components labelsTr/case_0001.nii.gz case_0001_cc.nii.gz --connectivity 18\n\n\
 The output holds labels 1..n in raster order of first appearance (0 = background), \
-as uint16 when n <= 65535, else int32 (NIfTI has no uint32 in our writer).")]
+as uint16 when n <= 65535, else int32 (NIfTI has no uint32 in our writer)."
+)]
 pub struct Args {
     /// Binary mask (.nii / .nii.gz); values must be 0/1 unless --binarize.
     pub input: PathBuf,
@@ -33,21 +35,36 @@ pub struct Args {
 /// Runs `petseg components`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let conn = Connectivity::from_number(args.connectivity)?;
-    let policy = if args.binarize { BinarizePolicy::Positive } else { BinarizePolicy::Strict };
-    let any = read_nifti(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let policy = if args.binarize {
+        BinarizePolicy::Positive
+    } else {
+        BinarizePolicy::Strict
+    };
+    let any =
+        read_nifti(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
     let mask = read_mask(&any, policy, &args.input)?;
     let cc = label(mask.as_raster_slice(), mask.shape(), conn)?;
     let n = cc.count();
     let affine = *mask.affine();
-    let write = |r: petseg_io::Result<()>| r.with_context(|| format!("writing {}", args.output.display()));
+    let write =
+        |r: petseg_io::Result<()>| r.with_context(|| format!("writing {}", args.output.display()));
     if n <= u16::MAX as usize {
         let v = cc.labels().iter().map(|&l| l as u16).collect();
-        write(write_nifti(&args.output, &Volume::from_raster(mask.shape(), v, affine)?))?;
+        write(write_nifti(
+            &args.output,
+            &Volume::from_raster(mask.shape(), v, affine)?,
+        ))?;
     } else if n <= i32::MAX as usize {
         let v = cc.labels().iter().map(|&l| l as i32).collect();
-        write(write_nifti(&args.output, &Volume::from_raster(mask.shape(), v, affine)?))?;
+        write(write_nifti(
+            &args.output,
+            &Volume::from_raster(mask.shape(), v, affine)?,
+        ))?;
     } else {
-        bail!("{}: {n} components do not fit an int32 label image", args.input.display());
+        bail!(
+            "{}: {n} components do not fit an int32 label image",
+            args.input.display()
+        );
     }
     if args.json {
         let voxel_ml = mask.voxel_volume_ml();
@@ -66,10 +83,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        let out = serde_json::json!({"count": n, "connectivity": conn.number(), "components": comps});
+        let out =
+            serde_json::json!({"count": n, "connectivity": conn.number(), "components": comps});
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("{n} components ({}-connectivity) written to {}", conn.number(), args.output.display());
+        println!(
+            "{n} components ({}-connectivity) written to {}",
+            conn.number(),
+            args.output.display()
+        );
     }
     Ok(())
 }

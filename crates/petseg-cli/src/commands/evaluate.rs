@@ -31,7 +31,11 @@ pub struct Args {
     #[arg(long)]
     pub pred: PathBuf,
     /// Ground-truth mask file, or a folder of `{ID}.nii.gz` labels (not with --manifest).
-    #[arg(long, required_unless_present = "manifest", conflicts_with = "manifest")]
+    #[arg(
+        long,
+        required_unless_present = "manifest",
+        conflicts_with = "manifest"
+    )]
     pub gt: Option<PathBuf>,
     /// Dataset manifest (JSON) giving each case's label and PET; --pred is then a folder.
     #[arg(long)]
@@ -59,10 +63,17 @@ pub struct Args {
 /// Runs `petseg evaluate`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let conn = Connectivity::from_number(args.connectivity)?;
-    let policy = if args.binarize { BinarizePolicy::Positive } else { BinarizePolicy::Strict };
+    let policy = if args.binarize {
+        BinarizePolicy::Positive
+    } else {
+        BinarizePolicy::Strict
+    };
     if let Some(m) = &args.manifest {
         if !args.pred.is_dir() {
-            bail!("--pred {} must be a folder with --manifest", args.pred.display());
+            bail!(
+                "--pred {} must be a folder with --manifest",
+                args.pred.display()
+            );
         }
         if args.pet.is_some() {
             bail!("--pet is taken from the manifest; do not pass it with --manifest");
@@ -70,7 +81,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let pairs = pairs_from_manifest(&args.pred, m)?;
         return folder(&args, pairs, conn, policy);
     }
-    let gt = args.gt.as_deref().context("--gt is required without --manifest")?;
+    let gt = args
+        .gt
+        .as_deref()
+        .context("--gt is required without --manifest")?;
     match (args.pred.is_dir(), gt.is_dir()) {
         (false, false) => single(&args, gt, conn, policy),
         (true, true) => {
@@ -86,7 +100,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// A 0/1 mask from any stored type under `policy`; errors name `path`.
-pub fn read_mask(any: &AnyVolume, policy: BinarizePolicy, path: &Path) -> anyhow::Result<Volume<u8>> {
+pub fn read_mask(
+    any: &AnyVolume,
+    policy: BinarizePolicy,
+    path: &Path,
+) -> anyhow::Result<Volume<u8>> {
     let what = path.display().to_string();
     let shape = any.shape();
     let bits = match any {
@@ -137,9 +155,17 @@ fn case_id(path: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
-fn single(args: &Args, gt: &Path, conn: Connectivity, policy: BinarizePolicy) -> anyhow::Result<()> {
+fn single(
+    args: &Args,
+    gt: &Path,
+    conn: Connectivity,
+    policy: BinarizePolicy,
+) -> anyhow::Result<()> {
     if args.pet.as_ref().is_some_and(|p| p.is_dir()) {
-        bail!("--pet {} is a folder but --pred/--gt are files", args.pet.as_ref().unwrap().display());
+        bail!(
+            "--pet {} is a folder but --pred/--gt are files",
+            args.pet.as_ref().unwrap().display()
+        );
     }
     let id = args
         .id
@@ -151,10 +177,22 @@ fn single(args: &Args, gt: &Path, conn: Connectivity, policy: BinarizePolicy) ->
     if args.json {
         println!("{}", serde_json::to_string_pretty(m)?);
     } else {
-        println!("case {id}: DSC {:.4}  FPV {:.3} ml  FNV {:.3} ml  Dmax {:.2} cm", m.dice, m.fpv_ml, m.fnv_ml, m.dmax_cm);
-        println!("  GT lesions {}  predicted lesions {}", m.n_gt_lesions, m.n_pred_lesions);
-        println!("  C1 TP/FP/FN {}/{}/{}  F1 {:.3}", m.tp_c1, m.fp_c1, m.fn_c1, m.f1_c1);
-        println!("  C2 TP/FP/FN {}/{}/{}  F1 {:.3}", m.tp_c2, m.fp_c2, m.fn_c2, m.f1_c2);
+        println!(
+            "case {id}: DSC {:.4}  FPV {:.3} ml  FNV {:.3} ml  Dmax {:.2} cm",
+            m.dice, m.fpv_ml, m.fnv_ml, m.dmax_cm
+        );
+        println!(
+            "  GT lesions {}  predicted lesions {}",
+            m.n_gt_lesions, m.n_pred_lesions
+        );
+        println!(
+            "  C1 TP/FP/FN {}/{}/{}  F1 {:.3}",
+            m.tp_c1, m.fp_c1, m.fn_c1, m.f1_c1
+        );
+        println!(
+            "  C2 TP/FP/FN {}/{}/{}  F1 {:.3}",
+            m.tp_c2, m.fp_c2, m.fn_c2, m.f1_c2
+        );
         match (m.tp_c3, m.fp_c3, m.fn_c3) {
             (Some(t), Some(f), Some(n)) => println!("  C3 TP/FP/FN {t}/{f}/{n}  F1 {:.3}", m.f1_c3),
             _ => println!("  C3 needs --pet"),
@@ -172,7 +210,10 @@ fn index(dir: &Path, suffix: &str) -> anyhow::Result<BTreeMap<String, PathBuf>> 
         if let Some(stem) = case_id(&path) {
             if let Some(id) = stem.strip_suffix(suffix) {
                 if out.insert(id.to_string(), path.clone()).is_some() {
-                    bail!("{}: case {id} appears twice (.nii and .nii.gz?)", dir.display());
+                    bail!(
+                        "{}: case {id} appears twice (.nii and .nii.gz?)",
+                        dir.display()
+                    );
                 }
             }
         }
@@ -204,7 +245,10 @@ fn pairs_from_folders(pred: &Path, gt: &Path, pet: Option<&Path>) -> anyhow::Res
         .map(|(id, p)| {
             let pet = match &pets {
                 Some(map) => Some(map.get(&id).cloned().with_context(|| {
-                    format!("no PET {id}_0001.nii(.gz) in {}", pet.unwrap_or(Path::new("")).display())
+                    format!(
+                        "no PET {id}_0001.nii(.gz) in {}",
+                        pet.unwrap_or(Path::new("")).display()
+                    )
                 })?),
                 None => None,
             };
@@ -216,34 +260,53 @@ fn pairs_from_folders(pred: &Path, gt: &Path, pet: Option<&Path>) -> anyhow::Res
 
 /// Pairs `PRED/{ID}` with the label and PET of manifest case `ID`.
 fn pairs_from_manifest(pred: &Path, manifest: &Path) -> anyhow::Result<Vec<Pair>> {
-    let m = Manifest::load(manifest).with_context(|| format!("reading manifest {}", manifest.display()))?;
+    let m = Manifest::load(manifest)
+        .with_context(|| format!("reading manifest {}", manifest.display()))?;
     let preds = index(pred, "")?;
     let unknown: Vec<&String> = preds.keys().filter(|id| m.case(id).is_none()).collect();
     if !unknown.is_empty() {
-        bail!("predictions {unknown:?} are not cases of manifest {}", manifest.display());
+        bail!(
+            "predictions {unknown:?} are not cases of manifest {}",
+            manifest.display()
+        );
     }
     let mut pairs = Vec::new();
     let mut missing = Vec::new();
     for case in &m.cases {
         let Some(label) = &case.label else { continue };
         match preds.get(&case.id) {
-            Some(p) => pairs.push((case.id.clone(), p.clone(), m.resolve(label), Some(m.resolve(&case.pet)))),
+            Some(p) => pairs.push((
+                case.id.clone(),
+                p.clone(),
+                m.resolve(label),
+                Some(m.resolve(&case.pet)),
+            )),
             None => missing.push(case.id.clone()),
         }
     }
     if !missing.is_empty() {
-        bail!("no prediction in {} for manifest cases {missing:?}", pred.display());
+        bail!(
+            "no prediction in {} for manifest cases {missing:?}",
+            pred.display()
+        );
     }
     Ok(pairs)
 }
 
-fn folder(args: &Args, pairs: Vec<Pair>, conn: Connectivity, policy: BinarizePolicy) -> anyhow::Result<()> {
-    let out = args
-        .out
-        .as_ref()
-        .context("folder mode needs --out DIR for patients.csv, lesions.csv, summary.json, summary.md")?;
+fn folder(
+    args: &Args,
+    pairs: Vec<Pair>,
+    conn: Connectivity,
+    policy: BinarizePolicy,
+) -> anyhow::Result<()> {
+    let out = args.out.as_ref().context(
+        "folder mode needs --out DIR for patients.csv, lesions.csv, summary.json, summary.md",
+    )?;
     if pairs.is_empty() {
-        bail!("{}: no .nii/.nii.gz predictions to evaluate", args.pred.display());
+        bail!(
+            "{}: no .nii/.nii.gz predictions to evaluate",
+            args.pred.display()
+        );
     }
     let mut cases = Vec::new();
     let mut lesions = Vec::new();
@@ -268,12 +331,17 @@ fn folder(args: &Args, pairs: Vec<Pair>, conn: Connectivity, policy: BinarizePol
     }
     for (name, _) in &files {
         let tmp = out.join(format!(".{name}.tmp"));
-        std::fs::rename(&tmp, out.join(name)).with_context(|| format!("renaming {}", tmp.display()))?;
+        std::fs::rename(&tmp, out.join(name))
+            .with_context(|| format!("renaming {}", tmp.display()))?;
     }
     if args.json {
         println!("{summary_json}");
     } else {
-        println!("{} cases evaluated; results in {}", cases.len(), out.display());
+        println!(
+            "{} cases evaluated; results in {}",
+            cases.len(),
+            out.display()
+        );
         print!("{}", markdown(&summary));
     }
     Ok(())

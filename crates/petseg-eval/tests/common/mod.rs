@@ -12,7 +12,9 @@ use serde_json::Value;
 
 /// Parses `tests/fixtures/<name>`.
 pub fn fixture(name: &str) -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap()
 }
@@ -23,12 +25,22 @@ pub fn mask_bits(v: &Value) -> Vec<u8> {
 }
 
 pub fn shape_of(v: &Value) -> [usize; 3] {
-    let s: Vec<usize> = v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    let s: Vec<usize> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect();
     [s[0], s[1], s[2]]
 }
 
 pub fn vol_u8(shape: [usize; 3], data: Vec<u8>, spacing: [f64; 3]) -> Volume<u8> {
-    Volume::from_raster(shape, data, Affine::from_spacing_origin(spacing, [0.0; 3]).unwrap()).unwrap()
+    Volume::from_raster(
+        shape,
+        data,
+        Affine::from_spacing_origin(spacing, [0.0; 3]).unwrap(),
+    )
+    .unwrap()
 }
 
 /// Seeded random mask of density `p`.
