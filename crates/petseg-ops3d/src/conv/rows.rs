@@ -1,27 +1,32 @@
-//! Faster tiles for convolutions with stride 1 along W (the common case):
-//! instead of an im2col matrix with one row per tap `(ci, kz, ky, kx)`, build
-//! one zero-padded copy of the input rows per `(ci, kz, ky)` and read the `kw`
-//! taps as shifted views of it. Output columns use the padded row pitch
-//! `Wp = W + 2·pw` (the `Wp − Wo` extra columns per row are computed and
-//! dropped), so every shifted view has a uniform stride and feeds `gemm`
-//! directly: `kw` gemms with `K = cg·kd·kh` replace one with `K = cg·kd·kh·kw`,
-//! and the buffer to fill is `kw` times smaller than an im2col matrix.
+//! Faster convolution tiles for kernels wider than 1 along W: instead of an
+//! im2col matrix with one row per tap `(ci, kz, ky, kx)`, build one
+//! zero-padded copy of the input rows per `(ci, kz, ky)` and read the `kw`
+//! taps as shifted views of it. Buffer rows are padded to a pitch `Wp`
+//! (≥ `W + 2·pw`, a multiple of the W stride `sw`) and the output columns use
+//! the pitch `Wp/sw` (the extra columns per row are computed and dropped), so
+//! every shifted view has a uniform stride (`sw`) and feeds `gemm` directly:
+//! `kw` gemms with `K = cg·kd·kh` replace one with `K = cg·kd·kh·kw`, and the
+//! buffer to fill is `kw/sw` times smaller than an im2col matrix.
 
 use super::cpu::{input_row, matmul};
 use super::geom::ConvGeom;
 use crate::elem::Elem;
 
-/// True when the shifted-row tiles apply: stride 1 along W and a kernel wider
-/// than 1 (pointwise convolutions need no buffer at all).
+/// True when the shifted-row tiles apply: a kernel wider than 1 along W
+/// (1-wide kernels gain nothing from shifting).
 pub(super) fn applies(g: &ConvGeom) -> bool {
-    g.stride[2] == 1 && g.kernel[2] > 1
+    g.kernel[2] > 1
 }
 
 /// Sizes of the row buffer of a tile of output rows `[r0, r1)`.
 struct RowLayout {
-    /// Padded row pitch `W + 2·pw`.
+    /// Padded input row pitch: `W + 2·pw` rounded up to a multiple of `sw`.
     wp: usize,
-    /// Columns of the tile in padded pitch, `rows·wp`.
+    /// Output row pitch `wp / sw`.
+    op: usize,
+    /// W stride.
+    sw: usize,
+    /// Columns of the tile in output pitch, `rows·op`.
     cols: usize,
     /// Length of one `(ci, kz, ky)` block: `cols` plus slack for the widest shift.
     blk: usize,
@@ -31,12 +36,16 @@ struct RowLayout {
 
 impl RowLayout {
     fn new(g: &ConvGeom, r0: usize, r1: usize) -> Self {
-        let wp = g.input[2] + 2 * g.padding[2];
-        let cols = (r1 - r0) * wp;
+        let sw = g.stride[2];
+        let wp = (g.input[2] + 2 * g.padding[2]).div_ceil(sw) * sw;
+        let op = wp / sw;
+        let cols = (r1 - r0) * op;
         RowLayout {
             wp,
+            op,
+            sw,
             cols,
-            blk: cols + (g.kernel[2] - 1) * g.dilation[2],
+            blk: (r1 - r0) * wp + (g.kernel[2] - 1) * g.dilation[2],
             kk: g.cg() * g.kernel[0] * g.kernel[1],
         }
     }
@@ -94,7 +103,7 @@ pub(super) unsafe fn fwd_tile<T: Elem>(
     ytile.resize(og * lay.cols, T::from_f64(0.0));
     for kx in 0..kw {
         // SAFETY: lhs reads w_g[o·krows + kk·kw + kx] (kk < kk_count), rhs reads
-        // buf[kk·blk + kx·dw + t] with t < cols ≤ blk − kx·dw.
+        // buf[kk·blk + kx·dw + t·sw] with t·sw < rows·wp ≤ blk − kx·dw.
         unsafe {
             matmul(
                 og,
@@ -103,14 +112,14 @@ pub(super) unsafe fn fwd_tile<T: Elem>(
                 (ytile.as_mut_ptr(), 1, lay.cols as isize),
                 kx > 0,
                 (wg.as_ptr().add(kx), kw as isize, krows as isize),
-                (buf.as_ptr().add(kx * dw), 1, lay.blk as isize),
+                (buf.as_ptr().add(kx * dw), lay.sw as isize, lay.blk as isize),
             );
         }
     }
     let out_vol = g.out_vol();
     for o in 0..og {
         for r in r0..r1 {
-            let src = &ytile[o * lay.cols + (r - r0) * lay.wp..][..wo];
+            let src = &ytile[o * lay.cols + (r - r0) * lay.op..][..wo];
             // SAFETY: row r of channel o lies inside this group's output; exclusive per contract.
             unsafe {
                 std::ptr::copy_nonoverlapping(src.as_ptr(), y_g.add(o * out_vol + r * wo), wo)
@@ -148,14 +157,14 @@ pub(super) fn wgrad_tile<T: Elem>(
     gytile.resize(og * lay.cols, T::from_f64(0.0));
     for o in 0..og {
         for r in r0..r1 {
-            gytile[o * lay.cols + (r - r0) * lay.wp..][..wo]
+            gytile[o * lay.cols + (r - r0) * lay.op..][..wo]
                 .copy_from_slice(&gy_g[o * out_vol + r * wo..][..wo]);
         }
     }
     assert!(acc_g.len() >= og * krows);
     for kx in 0..kw {
         // SAFETY: dst acc_g[o·krows + kk·kw + kx] is in bounds (checked above);
-        // lhs is og × cols; rhs reads buf[kk·blk + kx·dw + t], t < cols.
+        // lhs is og × cols; rhs reads buf[kk·blk + kx·dw + t·sw], t·sw < rows·wp.
         unsafe {
             matmul(
                 og,
@@ -164,7 +173,7 @@ pub(super) fn wgrad_tile<T: Elem>(
                 (acc_g.as_mut_ptr().add(kx), kw as isize, krows as isize),
                 true,
                 (gytile.as_ptr(), 1, lay.cols as isize),
-                (buf.as_ptr().add(kx * dw), lay.blk as isize, 1),
+                (buf.as_ptr().add(kx * dw), lay.blk as isize, lay.sw as isize),
             );
         }
     }
