@@ -230,7 +230,7 @@ impl BatchNorm3d {
                 .contiguous()?
                 .reshape((1, c, n * d, h, w))?
         };
-        self.update_running_stats(&folded.detach().reshape((c, count))?, count)?;
+        self.update_running_stats(&folded.detach().reshape((c, count))?)?;
         let y =
             petseg_ops3d::group_norm(&folded, c, Some(&self.weight), Some(&self.bias), NORM_EPS)?;
         if n == 1 {
@@ -241,14 +241,12 @@ impl BatchNorm3d {
     }
 
     /// `running ← (1 − m)·running + m·batch` with the unbiased batch variance.
-    fn update_running_stats(&self, x: &Tensor, count: usize) -> Result<()> {
+    fn update_running_stats(&self, x: &Tensor) -> Result<()> {
         let m = Self::MOMENTUM;
-        let x = x.to_dtype(DType::F32)?;
-        let mean = x.mean_keepdim(1)?;
-        let var = (x.broadcast_sub(&mean)?.sqr()?.sum(1)? / (count - 1) as f64)?;
+        let (mean, var) = crate::bn_stats::channel_mean_var(x)?;
         let rm = self.running_mean.as_detached_tensor();
         let rv = self.running_var.as_detached_tensor();
-        let new_mean = ((&rm * (1.0 - m))? + (mean.flatten_all()?.to_dtype(rm.dtype())? * m)?)?;
+        let new_mean = ((&rm * (1.0 - m))? + (mean.to_dtype(rm.dtype())? * m)?)?;
         let new_var = ((&rv * (1.0 - m))? + (var.to_dtype(rv.dtype())? * m)?)?;
         self.running_mean.set(&new_mean)?;
         self.running_var.set(&new_var)

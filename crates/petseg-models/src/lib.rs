@@ -71,6 +71,7 @@
 //! `scripts/bench_monai.py` as the PyTorch peer).
 
 mod attention_unet;
+mod bn_stats;
 mod config;
 mod error;
 mod init;
