@@ -49,14 +49,21 @@
 //! ```
 //!
 //! ## Algorithms
-//! * Convolution (CPU): im2col over tiles of whole output rows (≤ 1 MiB of
-//!   column buffer per task) and `gemm::gemm` (single-threaded) inside rayon
-//!   tasks over (sample, tile). The input gradient computes `Wᵀ·gy` per tile
-//!   and scatters it back (col2im); tiles are slabs of output depth planes,
-//!   processed in two phases (even, odd) so that no two concurrent slabs write
-//!   the same input plane. The weight gradient reduces per-task accumulators.
-//!   1×1×1 stride-1 convolutions skip im2col. A transposed convolution runs the
-//!   input-gradient kernel forward and the forward kernel backward.
+//! * Convolution (CPU): rayon tasks over (sample, tile of output rows), each
+//!   calling `gemm::gemm` single-threaded on a buffer of ≤ 1 MiB; nothing
+//!   volume-sized is allocated besides the result. Kernels wider than 1 along
+//!   W use *shifted rows*: one zero-padded copy of the input rows per
+//!   `(channel, kz, ky)` read at `kw` shifts (uniform strides, so `kw` gemms
+//!   with `K = C·kd·kh` and a buffer `kw/sw` times smaller than im2col);
+//!   other kernels use classic im2col tiles; 1×1×1 stride-1 convolutions use
+//!   the input directly. The weight gradient reduces per-task accumulators over
+//!   the same tiles. The input gradient of a stride-1 convolution is the
+//!   forward kernel applied to `gy` with the flipped, channel-transposed
+//!   weight; for other strides it computes `Wᵀ·gy` per tile and scatters it
+//!   back (col2im), in slabs of output depth planes processed in two phases
+//!   (even, odd) so that concurrent slabs never write the same input plane. A
+//!   transposed convolution runs the input-gradient kernel forward and the
+//!   forward kernel backward.
 //! * Pooling and up-sampling: direct loops, rayon over `N·C` planes; backward
 //!   is the exact adjoint (scatter-add into the plane owned by the task).
 //!   Trilinear uses per-axis tables of `(i0, i1, λ0, λ1)` computed as PyTorch

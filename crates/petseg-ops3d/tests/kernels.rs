@@ -333,6 +333,21 @@ fn errors_name_the_problem() {
         },
     ));
     assert!(e.contains("output_padding H"), "{e}");
+    let e = msg(conv3d(
+        &x,
+        &Tensor::zeros((2, 4, 3, 0, 3), DType::F32, &dev).unwrap(),
+        None,
+        &Conv3dConfig::default(),
+    ));
+    assert!(e.contains("weight kernel H"), "{e}");
+    let empty = Tensor::zeros((1, 4, 0, 5, 5), DType::F32, &dev).unwrap();
+    let e = msg(conv_transpose3d(
+        &empty,
+        &Tensor::zeros((4, 2, 3, 3, 3), DType::F32, &dev).unwrap(),
+        None,
+        &ConvTranspose3dConfig::default(),
+    ));
+    assert!(e.contains("input D (dim 2) is 0"), "{e}");
     let e = msg(max_pool3d(&x, [2, 2, 2], [1, 1, 1], [0, 0, 2]));
     assert!(e.contains("padding W"), "{e}");
     let e = msg(group_norm(&x, 3, None, None, 1e-5));

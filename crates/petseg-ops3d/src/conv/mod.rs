@@ -221,6 +221,21 @@ fn check_positive(op: &'static str, field: &str, v: [usize; 3]) -> Result<()> {
 
 const AXES: [&str; 3] = ["D", "H", "W"];
 
+/// Every kernel extent (weight dims 2..5) must be at least 1.
+fn check_kernel(op: &'static str, k: &[usize]) -> Result<()> {
+    if let Some(a) = k.iter().position(|&v| v == 0) {
+        return Err(shape_err(
+            op,
+            format!(
+                "weight kernel {} (dim {}) is 0, expected ≥ 1; weight shape tail {k:?}",
+                AXES[a],
+                a + 2
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Adds `bias [o]` over dim 1 of a 5-D result (autograd through candle).
 fn add_bias(op: &'static str, y: Tensor, bias: Option<&Tensor>, o: usize) -> Result<Tensor> {
     let Some(bias) = bias else { return Ok(y) };
@@ -249,6 +264,7 @@ pub fn conv3d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, cfg: &Conv3dConfig)
     let [o, cg, kd, kh, kw] = dims5(OP, "weight w", w)?;
     check_positive(OP, "stride", cfg.stride)?;
     check_positive(OP, "dilation", cfg.dilation)?;
+    check_kernel(OP, &w.dims()[2..])?;
     let groups = cfg.groups;
     if groups == 0 || c % groups != 0 || o % groups != 0 {
         return Err(config_err(
@@ -332,6 +348,7 @@ pub fn conv_transpose3d(
     let [wc, cout, kd, kh, kw] = dims5(OP, "weight w", w)?;
     check_positive(OP, "stride", cfg.stride)?;
     check_positive(OP, "dilation", cfg.dilation)?;
+    check_kernel(OP, &w.dims()[2..])?;
     if wc != cin {
         return Err(shape_err(
             OP,
@@ -349,6 +366,12 @@ pub fn conv_transpose3d(
         ));
     }
     let t_in = [id, ih, iw];
+    if let Some(a) = t_in.iter().position(|&v| v == 0) {
+        return Err(shape_err(
+            OP,
+            format!("input {} (dim {}) is 0, expected ≥ 1", AXES[a], a + 2),
+        ));
+    }
     let kernel = [kd, kh, kw];
     let mut t_out = [0; 3];
     for a in 0..3 {
