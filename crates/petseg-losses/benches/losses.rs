@@ -42,7 +42,10 @@ fn inputs(size: usize, seed: u64) -> Result<(Tensor, Tensor)> {
     }
     let dims = (b, 2, size, size, size);
     let labels_dims = (b, 1, size, size, size);
-    Ok((Tensor::from_vec(logits, dims, &Device::Cpu)?, Tensor::from_vec(labels, labels_dims, &Device::Cpu)?))
+    Ok((
+        Tensor::from_vec(logits, dims, &Device::Cpu)?,
+        Tensor::from_vec(labels, labels_dims, &Device::Cpu)?,
+    ))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -51,9 +54,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let size: usize = args.first().map_or(Ok(96), |s| s.parse()).context("SIZE must be an integer")?;
-    let reps: usize = args.get(1).map_or(Ok(7), |s| s.parse()).context("REPS must be an integer")?;
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let size: usize = args
+        .first()
+        .map_or(Ok(96), |s| s.parse())
+        .context("SIZE must be an integer")?;
+    let reps: usize = args
+        .get(1)
+        .map_or(Ok(7), |s| s.parse())
+        .context("REPS must be an integer")?;
     let (logits, labels) = inputs(size, 7)?;
     let var = Var::from_tensor(&logits)?;
     let losses = [
@@ -65,7 +77,10 @@ fn main() -> Result<()> {
     ];
     let mut ours = Vec::new();
     let only: Vec<&String> = args.iter().skip(2).collect();
-    for (name, cfg) in losses.iter().filter(|(n, _)| only.is_empty() || only.iter().any(|o| o == n)) {
+    for (name, cfg) in losses
+        .iter()
+        .filter(|(n, _)| only.is_empty() || only.iter().any(|o| o == n))
+    {
         let loss = cfg.build()?;
         let mut times = Vec::new();
         for _ in 0..reps + 1 {
@@ -81,9 +96,16 @@ fn main() -> Result<()> {
     }
     let torch = run_torch(size, reps);
     println!("losses forward+backward, [2, 2, {size}³], median of {reps} (ms)");
-    println!("{:<12} {:>10} {:>12} {:>8}", "loss", "candle", "pytorch", "ratio");
+    println!(
+        "{:<12} {:>10} {:>12} {:>8}",
+        "loss", "candle", "pytorch", "ratio"
+    );
     for (name, ms) in &ours {
-        match torch.as_ref().ok().and_then(|t| t.get(*name).and_then(|v| v.as_f64())) {
+        match torch
+            .as_ref()
+            .ok()
+            .and_then(|t| t.get(*name).and_then(|v| v.as_f64()))
+        {
             Some(pt) => println!("{name:<12} {ms:>10.1} {pt:>12.1} {:>7.2}x", pt / ms),
             None => println!("{name:<12} {ms:>10.1} {:>12} {:>8}", "-", "-"),
         }
@@ -98,11 +120,24 @@ fn main() -> Result<()> {
 fn run_torch(size: usize, reps: usize) -> Result<serde_json::Map<String, serde_json::Value>> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_torch.py");
     let out = Command::new("python3")
-        .args([script, "--size", &size.to_string(), "--reps", &reps.to_string()])
+        .args([
+            script,
+            "--size",
+            &size.to_string(),
+            "--reps",
+            &reps.to_string(),
+        ])
         .output()
         .context("running python3")?;
-    anyhow::ensure!(out.status.success(), "bench_torch.py failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    anyhow::ensure!(
+        out.status.success(),
+        "bench_torch.py failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     let text = String::from_utf8(out.stdout)?;
-    let last = text.lines().last().context("bench_torch.py printed nothing")?;
-    Ok(serde_json::from_str(last).with_context(|| format!("parsing {last}"))?)
+    let last = text
+        .lines()
+        .last()
+        .context("bench_torch.py printed nothing")?;
+    serde_json::from_str(last).with_context(|| format!("parsing {last}"))
 }

@@ -57,7 +57,10 @@ fn config(args: &Args) -> Result<LossConfig> {
             LossConfig::L1dfl(l) => l.gamma = gamma,
             LossConfig::Focal(l) => l.gamma = gamma,
             LossConfig::DiceFocal(l) => l.focal.gamma = gamma,
-            other => bail!("--gamma applies to focal, dice_focal and l1dfl, not {}", other.name()),
+            other => bail!(
+                "--gamma applies to focal, dice_focal and l1dfl, not {}",
+                other.name()
+            ),
         }
     }
     Ok(cfg)
@@ -73,11 +76,19 @@ fn main() -> Result<()> {
     let logits = read(&args.logits, "logits")?;
     let labels = read(&args.labels, "labels")?;
     let var = Var::from_tensor(&logits)?;
-    let value = loss
-        .forward(var.as_tensor(), &labels)
-        .with_context(|| format!("evaluating {} on {} and {}", loss.name(), args.logits.display(), args.labels.display()))?;
+    let value = loss.forward(var.as_tensor(), &labels).with_context(|| {
+        format!(
+            "evaluating {} on {} and {}",
+            loss.name(),
+            args.logits.display(),
+            args.labels.display()
+        )
+    })?;
     let grads = value.backward()?;
-    let grad = grads.get(var.as_tensor()).context("no gradient for the logits")?.to_dtype(DType::F64)?;
+    let grad = grads
+        .get(var.as_tensor())
+        .context("no gradient for the logits")?
+        .to_dtype(DType::F64)?;
     let out = serde_json::json!({
         "value": value.to_dtype(DType::F64)?.to_scalar::<f64>()?,
         "grad_l2": grad.sqr()?.sum_all()?.sqrt()?.to_scalar::<f64>()?,

@@ -26,7 +26,13 @@ pub struct BinEdges {
 impl BinEdges {
     /// Bins of width `epsilon`; `1/epsilon` must be an integer (0.1 → 11 bins, 0.05 → 21).
     pub fn new(epsilon: f64) -> Result<Self, LossError> {
-        check_range("epsilon", epsilon, 1e-4, 0.5, "a bin width in [1e-4, 0.5] with 1/epsilon an integer")?;
+        check_range(
+            "epsilon",
+            epsilon,
+            1e-4,
+            0.5,
+            "a bin width in [1e-4, 0.5] with 1/epsilon an integer",
+        )?;
         let steps = (1.0 / epsilon).round();
         if ((1.0 / epsilon) - steps).abs() > 1e-6 * steps {
             return Err(LossError::InvalidParameter {
@@ -36,11 +42,17 @@ impl BinEdges {
             });
         }
         let bins = steps as usize + 1;
-        let edges = (1..bins).map(|k| ((2 * k - 1) as f64 * epsilon / 2.0) as f32).collect();
+        let edges = (1..bins)
+            .map(|k| ((2 * k - 1) as f64 * epsilon / 2.0) as f32)
+            .collect();
         let mut widths = vec![epsilon; bins];
         widths[0] = epsilon / 2.0;
         widths[bins - 1] = epsilon / 2.0;
-        Ok(Self { epsilon, edges, widths })
+        Ok(Self {
+            epsilon,
+            edges,
+            widths,
+        })
     }
 
     /// The bin width ε.
@@ -77,7 +89,11 @@ impl BinEdges {
         let last = self.edges.len();
         let guess = (g as f64 + self.epsilon / 2.0) / self.epsilon;
         // truncation is floor for positive values; NaN and negatives give 0
-        let mut k = if guess > 0.0 { (guess as usize).min(last) } else { 0 };
+        let mut k = if guess > 0.0 {
+            (guess as usize).min(last)
+        } else {
+            0
+        };
         while k < last && g >= self.edges[k] {
             k += 1;
         }
@@ -93,7 +109,13 @@ impl BinEdges {
         counts
             .iter()
             .zip(&self.widths)
-            .map(|(&n, &w)| if n == 0 { 0.0 } else { total as f64 * w / n as f64 })
+            .map(|(&n, &w)| {
+                if n == 0 {
+                    0.0
+                } else {
+                    total as f64 * w / n as f64
+                }
+            })
             .collect()
     }
 

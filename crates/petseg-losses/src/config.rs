@@ -67,10 +67,24 @@ impl LossConfig {
 
     /// Checks every parameter (the same checks `forward` makes, without tensors).
     pub fn validate(&self) -> Result<(), LossError> {
-        let lambda = |field, v: f64| crate::error::check_range(field, v, 0.0, f64::MAX, "a finite value >= 0");
+        let lambda = |field, v: f64| {
+            crate::error::check_range(field, v, 0.0, f64::MAX, "a finite value >= 0")
+        };
         let dice = |d: &DiceLoss| {
-            crate::error::check_range("smooth_nr", d.smooth_nr, 0.0, f64::MAX, "a finite value >= 0")?;
-            crate::error::check_range("smooth_dr", d.smooth_dr, 0.0, f64::MAX, "a finite value >= 0")
+            crate::error::check_range(
+                "smooth_nr",
+                d.smooth_nr,
+                0.0,
+                f64::MAX,
+                "a finite value >= 0",
+            )?;
+            crate::error::check_range(
+                "smooth_dr",
+                d.smooth_dr,
+                0.0,
+                f64::MAX,
+                "a finite value >= 0",
+            )
         };
         let focal = |f: &FocalLoss| {
             crate::error::check_range("gamma", f.gamma, 0.0, 1e3, "a finite value >= 0")?;
@@ -79,7 +93,9 @@ impl LossConfig {
                 Some(crate::losses::FocalAlpha::Scalar(a)) => vec![*a],
                 Some(crate::losses::FocalAlpha::PerClass(v)) => v.clone(),
             };
-            alphas.iter().try_for_each(|&a| crate::error::check_range("alpha", a, 0.0, 1.0, "values in [0, 1]"))
+            alphas.iter().try_for_each(|&a| {
+                crate::error::check_range("alpha", a, 0.0, 1.0, "values in [0, 1]")
+            })
         };
         match self {
             LossConfig::Dice(d) => dice(d),

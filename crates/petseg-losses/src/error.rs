@@ -59,10 +59,20 @@ impl From<LossError> for candle_core::Error {
 }
 
 /// Checks that a float parameter is finite and within `[lo, hi]`.
-pub(crate) fn check_range(field: &'static str, value: f64, lo: f64, hi: f64, expected: &'static str) -> Result<(), LossError> {
+pub(crate) fn check_range(
+    field: &'static str,
+    value: f64,
+    lo: f64,
+    hi: f64,
+    expected: &'static str,
+) -> Result<(), LossError> {
     if value.is_finite() && value >= lo && value <= hi {
         Ok(())
     } else {
-        Err(LossError::InvalidParameter { field, value: value.to_string(), expected })
+        Err(LossError::InvalidParameter {
+            field,
+            value: value.to_string(),
+            expected,
+        })
     }
 }

@@ -100,7 +100,10 @@ struct Sums {
 
 impl Sums {
     fn zeros(terms: &Terms, d: Dims) -> Self {
-        let dice_len = terms.dice.as_ref().map_or(0, |t| if t.batch { d.c } else { d.b * d.c });
+        let dice_len = terms
+            .dice
+            .as_ref()
+            .map_or(0, |t| if t.batch { d.c } else { d.b * d.c });
         let bins = terms.l1_dice.as_ref().map_or(0, |t| t.bins.len());
         Self {
             inter: vec![0.0; dice_len],
@@ -121,7 +124,10 @@ impl Sums {
         add(&mut self.truth, &o.truth);
         add(&mut self.l1_py, &o.l1_py);
         add(&mut self.l1_sq, &o.l1_sq);
-        self.l1_counts.iter_mut().zip(&o.l1_counts).for_each(|(x, y)| *x += y);
+        self.l1_counts
+            .iter_mut()
+            .zip(&o.l1_counts)
+            .for_each(|(x, y)| *x += y);
         self.focal += o.focal;
         self.ce += o.ce;
     }
@@ -207,7 +213,11 @@ fn softplus_sigmoid(u: f32) -> (f64, f64) {
 
 /// Whether any term needs log-probabilities of the full softmax.
 fn needs_logs(terms: &Terms) -> bool {
-    terms.ce.is_some() || terms.focal.as_ref().is_some_and(|f| f.mode == FocalMode::Softmax && f.include_background)
+    terms.ce.is_some()
+        || terms
+            .focal
+            .as_ref()
+            .is_some_and(|f| f.mode == FocalMode::Softmax && f.include_background)
 }
 
 /// Number of elements the focal term is averaged over.
@@ -221,7 +231,7 @@ fn first_channel(include_background: bool) -> usize {
     usize::from(!include_background)
 }
 
-/// Walks the voxels of one chunk, calling `f(voxel index within the image, x, class)`.
+/// A work item: voxels `s0..s1` of image `b`.
 struct Chunk {
     b: usize,
     s0: usize,
@@ -230,15 +240,36 @@ struct Chunk {
 
 fn chunks(d: Dims) -> Vec<Chunk> {
     (0..d.b)
-        .flat_map(|b| (0..d.s.div_ceil(CHUNK)).map(move |j| Chunk { b, s0: j * CHUNK, s1: ((j + 1) * CHUNK).min(d.s) }))
+        .flat_map(|b| {
+            (0..d.s.div_ceil(CHUNK)).map(move |j| Chunk {
+                b,
+                s0: j * CHUNK,
+                s1: ((j + 1) * CHUNK).min(d.s),
+            })
+        })
         .collect()
 }
 
 /// Forward sums over one chunk.
-fn forward_chunk(terms: &Terms, d: Dims, x: &[f32], cls: &[u8], ch: &Chunk) -> Sums {
+///
+/// `FIXED_C` > 0 compiles a copy with the class count fixed (2: the project's case), so the
+/// channel loops unroll; 0 reads it from `d`.
+fn forward_chunk<const FIXED_C: usize>(
+    terms: &Terms,
+    d: Dims,
+    x: &[f32],
+    cls: &[u8],
+    ch: &Chunk,
+) -> Sums {
     let mut sums = Sums::zeros(terms, d);
-    let (mut xv, mut p, mut lp, mut pk, mut lpk) = ([0f32; MAX_CLASSES], [0f32; MAX_CLASSES], [0f32; MAX_CLASSES], [0f32; MAX_CLASSES], [0f32; MAX_CLASSES]);
-    let nc = d.c;
+    let (mut xv, mut p, mut lp, mut pk, mut lpk) = (
+        [0f32; MAX_CLASSES],
+        [0f32; MAX_CLASSES],
+        [0f32; MAX_CLASSES],
+        [0f32; MAX_CLASSES],
+        [0f32; MAX_CLASSES],
+    );
+    let nc = if FIXED_C > 0 { FIXED_C } else { d.c };
     let base = ch.b * nc * d.s;
     let logs = needs_logs(terms);
     for s in ch.s0..ch.s1 {
@@ -275,7 +306,11 @@ fn forward_chunk(terms: &Terms, d: Dims, x: &[f32], cls: &[u8], ch: &Chunk) -> S
                 FocalMode::Sigmoid => {
                     for c in from..nc {
                         let sign = if c == t { 1.0 } else { -1.0 };
-                        let alpha = if c == t { ft.alpha_pos[c - from] } else { ft.alpha_neg[c - from] };
+                        let alpha = if c == t {
+                            ft.alpha_pos[c - from]
+                        } else {
+                            ft.alpha_neg[c - from]
+                        };
                         // MONAI: e^{γ·logσ(u)} · bce = q^γ · softplus(u), q = σ(u)
                         let (sp, q) = softplus_sigmoid(-sign * xv[c]);
                         sums.focal += alpha * pow_gamma(q, ft.gamma) * sp;
@@ -345,7 +380,13 @@ fn finish(terms: &Terms, d: Dims, sums: &Sums, classes: Arc<Vec<u8>>) -> (f64, S
         let beta = lt.bins.beta_per_bin(&sums.l1_counts);
         let mut total = 0.0;
         for e in 0..d.b * d.c {
-            let dot = |v: &[f64]| v[e * nb..(e + 1) * nb].iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>();
+            let dot = |v: &[f64]| {
+                v[e * nb..(e + 1) * nb]
+                    .iter()
+                    .zip(&beta)
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+            };
             let num = 2.0 * dot(&sums.l1_py) + lt.smooth;
             let den = dot(&sums.l1_sq) + lt.smooth;
             total += num / den;
@@ -362,16 +403,40 @@ fn finish(terms: &Terms, d: Dims, sums: &Sums, classes: Arc<Vec<u8>>) -> (f64, S
 /// Terms written as ∂/∂p go through the softmax Jacobian at the end
 /// (`∂x_c = p_c (∂p_c − Σ_j p_j ∂p_j)`); the focal and cross-entropy terms are written directly
 /// in logit space.
-fn backward_chunk(terms: &Terms, sv: &Saved, x: &[f32], ch: &Chunk, scale: f64, out: &mut [&mut [f32]]) {
+fn backward_chunk<const FIXED_C: usize>(
+    terms: &Terms,
+    sv: &Saved,
+    x: &[f32],
+    ch: &Chunk,
+    scale: f64,
+    out: &mut [&mut [f32]],
+) {
     let d = sv.dims;
-    let nc = d.c;
-    let (mut xv, mut p, mut lp, mut pk, mut lpk) = ([0f32; MAX_CLASSES], [0f32; MAX_CLASSES], [0f32; MAX_CLASSES], [0f32; MAX_CLASSES], [0f32; MAX_CLASSES]);
+    let nc = if FIXED_C > 0 { FIXED_C } else { d.c };
+    let (mut xv, mut p, mut lp, mut pk, mut lpk) = (
+        [0f32; MAX_CLASSES],
+        [0f32; MAX_CLASSES],
+        [0f32; MAX_CLASSES],
+        [0f32; MAX_CLASSES],
+        [0f32; MAX_CLASSES],
+    );
     let base = ch.b * nc * d.s;
-    let dice_rows = terms.dice.as_ref().map_or(1, |t| if t.batch { 1 } else { d.b });
-    let dice_scale = terms.dice.as_ref().map_or(0.0, |t| t.weight / (dice_rows * (nc - first_channel(t.include_background))) as f64);
-    let focal_scale = terms.focal.as_ref().map_or(0.0, |t| t.weight / focal_count(t, d));
+    let dice_rows = terms
+        .dice
+        .as_ref()
+        .map_or(1, |t| if t.batch { 1 } else { d.b });
+    let dice_scale = terms.dice.as_ref().map_or(0.0, |t| {
+        t.weight / (dice_rows * (nc - first_channel(t.include_background))) as f64
+    });
+    let focal_scale = terms
+        .focal
+        .as_ref()
+        .map_or(0.0, |t| t.weight / focal_count(t, d));
     let ce_scale = terms.ce.map_or(0.0, |w| w / (d.b * d.s) as f64);
-    let l1_scale = terms.l1_dice.as_ref().map_or(0.0, |t| t.weight / (d.b * nc) as f64);
+    let l1_scale = terms
+        .l1_dice
+        .as_ref()
+        .map_or(0.0, |t| t.weight / (d.b * nc) as f64);
     let logs = needs_logs(terms);
     for s in ch.s0..ch.s1 {
         let t = sv.classes[ch.b * d.s + s] as usize;
@@ -387,7 +452,11 @@ fn backward_chunk(terms: &Terms, sv: &Saved, x: &[f32], ch: &Chunk, scale: f64, 
             let row = if dt.batch { 0 } else { ch.b * nc };
             for c in first_channel(dt.include_background)..nc {
                 let (k_y, k_p) = sv.dice_coef[row + c];
-                let dp = if dt.squared_pred { 2.0 * p[c] as f64 } else { 1.0 };
+                let dp = if dt.squared_pred {
+                    2.0 * p[c] as f64
+                } else {
+                    1.0
+                };
                 let ky = if c == t { k_y } else { 0.0 };
                 gp[c] += dice_scale * (ky + k_p * dp);
             }
@@ -418,7 +487,11 @@ fn backward_chunk(terms: &Terms, sv: &Saved, x: &[f32], ch: &Chunk, scale: f64, 
                         };
                         let pt = pr[t] as f64;
                         let q = 1.0 - pt;
-                        let dq = if ft.gamma == 0.0 { 0.0 } else { ft.gamma * pow_gamma(q, ft.gamma - 1.0) };
+                        let dq = if ft.gamma == 0.0 {
+                            0.0
+                        } else {
+                            ft.gamma * pow_gamma(q, ft.gamma - 1.0)
+                        };
                         let h = ft.alpha_pos[t - from] * (dq * pt * l - pow_gamma(q, ft.gamma));
                         for j in from..nc {
                             let delta = if j == t { 1.0 } else { 0.0 };
@@ -431,9 +504,17 @@ fn backward_chunk(terms: &Terms, sv: &Saved, x: &[f32], ch: &Chunk, scale: f64, 
                     // ∂term/∂x = −s q^γ (γ (1−q) softplus(u) + q)
                     for c in from..nc {
                         let sign = if c == t { 1.0 } else { -1.0 };
-                        let alpha = if c == t { ft.alpha_pos[c - from] } else { ft.alpha_neg[c - from] };
+                        let alpha = if c == t {
+                            ft.alpha_pos[c - from]
+                        } else {
+                            ft.alpha_neg[c - from]
+                        };
                         let (sp, q) = softplus_sigmoid(-sign * xv[c]);
-                        gx[c] += focal_scale * alpha * (-sign as f64) * pow_gamma(q, ft.gamma) * (ft.gamma * (1.0 - q) * sp + q);
+                        gx[c] += focal_scale
+                            * alpha
+                            * (-sign as f64)
+                            * pow_gamma(q, ft.gamma)
+                            * (ft.gamma * (1.0 - q) * sp + q);
                     }
                 }
             }
@@ -464,15 +545,28 @@ fn dims(logits: &[usize], labels: &[usize]) -> Result<Dims, LossError> {
     let mut want = logits.to_vec();
     want[1] = 1;
     if labels != want.as_slice() {
-        return Err(LossError::Shape { what: "labels", shape: labels.to_vec(), expected: format!("{want:?} (class indices)") });
+        return Err(LossError::Shape {
+            what: "labels",
+            shape: labels.to_vec(),
+            expected: format!("{want:?} (class indices)"),
+        });
     }
-    Ok(Dims { b: logits[0], c: logits[1], s: logits[2..].iter().product() })
+    Ok(Dims {
+        b: logits[0],
+        c: logits[1],
+        s: logits[2..].iter().product(),
+    })
 }
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     match (s, l.contiguous_offsets()) {
         (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => Err(LossError::DType { what: "logits", dtype: format!("{:?}", l.dims()), expected: "contiguous f32 (cast by the caller)" }.into()),
+        _ => Err(LossError::DType {
+            what: "logits",
+            dtype: format!("{:?}", l.dims()),
+            expected: "contiguous f32 (cast by the caller)",
+        }
+        .into()),
     }
 }
 
@@ -484,7 +578,10 @@ pub(crate) struct LossOp {
 
 impl LossOp {
     pub(crate) fn new(terms: Terms) -> Self {
-        Self { terms: Arc::new(terms), saved: Mutex::new(None) }
+        Self {
+            terms: Arc::new(terms),
+            saved: Mutex::new(None),
+        }
     }
 }
 
@@ -493,27 +590,55 @@ impl CustomOp2 for LossOp {
         "petseg-seg-loss"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let d = dims(l1.dims(), l2.dims())?;
         let x = f32_slice(s1, l1)?;
         let classes = Arc::new(labels::decode(s2, l2, d.c)?);
-        let parts: Vec<Sums> = chunks(d).par_iter().map(|ch| forward_chunk(&self.terms, d, x, &classes, ch)).collect();
+        let parts: Vec<Sums> = chunks(d)
+            .par_iter()
+            .map(|ch| match d.c {
+                2 => forward_chunk::<2>(&self.terms, d, x, &classes, ch),
+                _ => forward_chunk::<0>(&self.terms, d, x, &classes, ch),
+            })
+            .collect();
         let mut total = Sums::zeros(&self.terms, d);
         parts.iter().for_each(|p| total.add(p));
         let (value, saved) = finish(&self.terms, d, &total, classes);
-        *self.saved.lock().map_err(|_| candle_core::Error::Msg("loss state poisoned".into()))? = Some(Arc::new(saved));
+        *self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("loss state poisoned".into()))? =
+            Some(Arc::new(saved));
         Ok((CpuStorage::F32(vec![value as f32]), Shape::from(())))
     }
 
-    fn bwd(&self, arg1: &Tensor, _arg2: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        arg1: &Tensor,
+        _arg2: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let saved = self
             .saved
             .lock()
             .map_err(|_| candle_core::Error::Msg("loss state poisoned".into()))?
             .clone()
             .ok_or_else(|| candle_core::Error::Msg("loss backward called before forward".into()))?;
-        let scale = grad_res.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        let grad = arg1.apply_op1_no_bwd(&GradOp { terms: self.terms.clone(), saved, scale })?;
+        let scale = grad_res
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?;
+        let grad = arg1.apply_op1_no_bwd(&GradOp {
+            terms: self.terms.clone(),
+            saved,
+            scale,
+        })?;
         Ok((Some(grad), None))
     }
 }
@@ -536,13 +661,27 @@ impl CustomOp1 for GradOp {
         let mut out = vec![0f32; x.len()];
         let mut work: Vec<(Chunk, Vec<&mut [f32]>)> = Vec::new();
         for (b, image) in out.chunks_mut(d.c * d.s).enumerate() {
-            let mut channels: Vec<_> = image.chunks_mut(d.s).map(|ch| ch.chunks_mut(CHUNK)).collect();
+            let mut channels: Vec<_> = image
+                .chunks_mut(d.s)
+                .map(|ch| ch.chunks_mut(CHUNK))
+                .collect();
             for j in 0..d.s.div_ceil(CHUNK) {
-                let slices: Vec<&mut [f32]> = channels.iter_mut().filter_map(|it| it.next()).collect();
-                work.push((Chunk { b, s0: j * CHUNK, s1: ((j + 1) * CHUNK).min(d.s) }, slices));
+                let slices: Vec<&mut [f32]> =
+                    channels.iter_mut().filter_map(|it| it.next()).collect();
+                work.push((
+                    Chunk {
+                        b,
+                        s0: j * CHUNK,
+                        s1: ((j + 1) * CHUNK).min(d.s),
+                    },
+                    slices,
+                ));
             }
         }
-        work.into_par_iter().for_each(|(ch, mut slices)| backward_chunk(&self.terms, &self.saved, x, &ch, self.scale, &mut slices));
+        work.into_par_iter().for_each(|(ch, mut slices)| match d.c {
+            2 => backward_chunk::<2>(&self.terms, &self.saved, x, &ch, self.scale, &mut slices),
+            _ => backward_chunk::<0>(&self.terms, &self.saved, x, &ch, self.scale, &mut slices),
+        });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 }

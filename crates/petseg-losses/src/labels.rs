@@ -11,14 +11,28 @@ use candle_core::{CpuStorage, Layout};
 use crate::error::LossError;
 
 /// Decodes contiguous label storage into one `u8` class index per voxel.
-pub(crate) fn decode(storage: &CpuStorage, layout: &Layout, classes: usize) -> Result<Vec<u8>, LossError> {
-    let (start, end) = layout.contiguous_offsets().ok_or_else(|| LossError::Shape {
-        what: "labels",
-        shape: layout.dims().to_vec(),
-        expected: "a contiguous tensor".into(),
-    })?;
-    let bad = |index: usize, value: String| LossError::Label { value, index, classes };
-    fn ints<T: Copy + Into<i64> + ToString>(v: &[T], classes: usize, bad: impl Fn(usize, String) -> LossError) -> Result<Vec<u8>, LossError> {
+pub(crate) fn decode(
+    storage: &CpuStorage,
+    layout: &Layout,
+    classes: usize,
+) -> Result<Vec<u8>, LossError> {
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| LossError::Shape {
+            what: "labels",
+            shape: layout.dims().to_vec(),
+            expected: "a contiguous tensor".into(),
+        })?;
+    let bad = |index: usize, value: String| LossError::Label {
+        value,
+        index,
+        classes,
+    };
+    fn ints<T: Copy + Into<i64> + ToString>(
+        v: &[T],
+        classes: usize,
+        bad: impl Fn(usize, String) -> LossError,
+    ) -> Result<Vec<u8>, LossError> {
         v.iter()
             .enumerate()
             .map(|(i, &x)| {
@@ -31,7 +45,11 @@ pub(crate) fn decode(storage: &CpuStorage, layout: &Layout, classes: usize) -> R
             })
             .collect()
     }
-    fn floats(v: impl Iterator<Item = f64>, classes: usize, bad: impl Fn(usize, String) -> LossError) -> Result<Vec<u8>, LossError> {
+    fn floats(
+        v: impl Iterator<Item = f64>,
+        classes: usize,
+        bad: impl Fn(usize, String) -> LossError,
+    ) -> Result<Vec<u8>, LossError> {
         v.enumerate()
             .map(|(i, x)| {
                 if x >= 0.0 && x < classes as f64 && x.fract() == 0.0 {
@@ -43,6 +61,10 @@ pub(crate) fn decode(storage: &CpuStorage, layout: &Layout, classes: usize) -> R
             .collect()
     }
     match storage {
+        // the common case: one vectorised scan, one copy
+        CpuStorage::U8(v) if v[start..end].iter().all(|&c| usize::from(c) < classes) => {
+            Ok(v[start..end].to_vec())
+        }
         CpuStorage::U8(v) => ints(&v[start..end], classes, bad),
         CpuStorage::U32(v) => ints(&v[start..end], classes, bad),
         CpuStorage::I16(v) => ints(&v[start..end], classes, bad),

@@ -37,7 +37,8 @@
 //! use petseg_losses::{LossConfig, SegLoss};
 //!
 //! let dev = Device::Cpu;
-//! let logits = Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, 2, 4, 4, 4), &dev)?)?;
+//! let x = Tensor::arange(0f32, 128.0, &dev)?.affine(0.05, -3.0)?.reshape((1, 2, 4, 4, 4))?;
+//! let logits = Var::from_tensor(&x)?;
 //! let labels = Tensor::zeros((1, 1, 4, 4, 4), candle_core::DType::U8, &dev)?;
 //! let loss = "l1dfl".parse::<LossConfig>()?.build()?;
 //! let value = loss.forward(logits.as_tensor(), &labels)?;
@@ -66,4 +67,7 @@ mod losses;
 pub use bins::BinEdges;
 pub use config::LossConfig;
 pub use error::LossError;
-pub use losses::{DiceCeLoss, DiceFocalLoss, DiceLoss, FocalAlpha, FocalKind, FocalLoss, L1Dfl, SegLoss, L1DFL_SMOOTH};
+pub use losses::{
+    DiceCeLoss, DiceFocalLoss, DiceLoss, FocalAlpha, FocalKind, FocalLoss, L1Dfl, SegLoss,
+    L1DFL_SMOOTH,
+};

@@ -29,9 +29,17 @@ fn evaluate(terms: Terms, logits: &Tensor, labels: &Tensor) -> candle_core::Resu
     let device = logits.device().clone();
     let dtype = logits.dtype();
     if !matches!(dtype, DType::F16 | DType::BF16 | DType::F32 | DType::F64) {
-        return Err(LossError::DType { what: "logits", dtype: format!("{dtype:?}"), expected: "f16, bf16, f32 or f64" }.into());
+        return Err(LossError::DType {
+            what: "logits",
+            dtype: format!("{dtype:?}"),
+            expected: "f16, bf16, f32 or f64",
+        }
+        .into());
     }
-    let x = logits.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.contiguous()?;
+    let x = logits
+        .to_dtype(DType::F32)?
+        .to_device(&Device::Cpu)?
+        .contiguous()?;
     let y = labels.to_device(&Device::Cpu)?.contiguous()?;
     x.apply_op2(&y, LossOp::new(terms))?.to_device(&device)
 }
@@ -58,14 +66,32 @@ pub struct DiceLoss {
 
 impl Default for DiceLoss {
     fn default() -> Self {
-        Self { include_background: true, squared_pred: false, batch: false, smooth_nr: 1e-5, smooth_dr: 1e-5 }
+        Self {
+            include_background: true,
+            squared_pred: false,
+            batch: false,
+            smooth_nr: 1e-5,
+            smooth_dr: 1e-5,
+        }
     }
 }
 
 impl DiceLoss {
     fn term(&self, weight: f64) -> Result<DiceTerm, LossError> {
-        check_range("smooth_nr", self.smooth_nr, 0.0, f64::MAX, "a finite value >= 0")?;
-        check_range("smooth_dr", self.smooth_dr, 0.0, f64::MAX, "a finite value >= 0")?;
+        check_range(
+            "smooth_nr",
+            self.smooth_nr,
+            0.0,
+            f64::MAX,
+            "a finite value >= 0",
+        )?;
+        check_range(
+            "smooth_dr",
+            self.smooth_dr,
+            0.0,
+            f64::MAX,
+            "a finite value >= 0",
+        )?;
         Ok(DiceTerm {
             weight,
             include_background: self.include_background,
@@ -79,7 +105,14 @@ impl DiceLoss {
 
 impl SegLoss for DiceLoss {
     fn forward(&self, logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
-        evaluate(Terms { dice: Some(self.term(1.0)?), ..Terms::default() }, logits, labels)
+        evaluate(
+            Terms {
+                dice: Some(self.term(1.0)?),
+                ..Terms::default()
+            },
+            logits,
+            labels,
+        )
     }
     fn name(&self) -> &'static str {
         "dice"
@@ -130,14 +163,22 @@ pub struct FocalLoss {
 
 impl Default for FocalLoss {
     fn default() -> Self {
-        Self { kind: FocalKind::Softmax, gamma: 2.0, alpha: None, include_background: true }
+        Self {
+            kind: FocalKind::Softmax,
+            gamma: 2.0,
+            alpha: None,
+            include_background: true,
+        }
     }
 }
 
 impl FocalLoss {
     /// The same loss with the sigmoid probabilities (MONAI's `FocalLoss` default).
     pub fn sigmoid() -> Self {
-        Self { kind: FocalKind::Sigmoid, ..Self::default() }
+        Self {
+            kind: FocalKind::Sigmoid,
+            ..Self::default()
+        }
     }
 
     fn term(&self, weight: f64, classes_hint: Option<usize>) -> Result<FocalTerm, LossError> {
@@ -182,7 +223,14 @@ impl FocalLoss {
                 (pos, vec![1.0; kept])
             }
         };
-        Ok(FocalTerm { weight, mode, gamma: self.gamma, alpha_pos: pos, alpha_neg: neg, include_background: self.include_background })
+        Ok(FocalTerm {
+            weight,
+            mode,
+            gamma: self.gamma,
+            alpha_pos: pos,
+            alpha_neg: neg,
+            include_background: self.include_background,
+        })
     }
 }
 
@@ -193,7 +241,14 @@ fn classes(logits: &Tensor) -> Option<usize> {
 
 impl SegLoss for FocalLoss {
     fn forward(&self, logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
-        evaluate(Terms { focal: Some(self.term(1.0, classes(logits))?), ..Terms::default() }, logits, labels)
+        evaluate(
+            Terms {
+                focal: Some(self.term(1.0, classes(logits))?),
+                ..Terms::default()
+            },
+            logits,
+            labels,
+        )
     }
     fn name(&self) -> &'static str {
         "focal"
@@ -222,14 +277,31 @@ pub struct DiceFocalLoss {
 
 impl Default for DiceFocalLoss {
     fn default() -> Self {
-        Self { dice: DiceLoss::default(), focal: FocalLoss::sigmoid(), lambda_dice: 1.0, lambda_focal: 1.0 }
+        Self {
+            dice: DiceLoss::default(),
+            focal: FocalLoss::sigmoid(),
+            lambda_dice: 1.0,
+            lambda_focal: 1.0,
+        }
     }
 }
 
 impl SegLoss for DiceFocalLoss {
     fn forward(&self, logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
-        check_range("lambda_dice", self.lambda_dice, 0.0, f64::MAX, "a finite value >= 0")?;
-        check_range("lambda_focal", self.lambda_focal, 0.0, f64::MAX, "a finite value >= 0")?;
+        check_range(
+            "lambda_dice",
+            self.lambda_dice,
+            0.0,
+            f64::MAX,
+            "a finite value >= 0",
+        )?;
+        check_range(
+            "lambda_focal",
+            self.lambda_focal,
+            0.0,
+            f64::MAX,
+            "a finite value >= 0",
+        )?;
         let terms = Terms {
             dice: Some(self.dice.term(self.lambda_dice)?),
             focal: Some(self.focal.term(self.lambda_focal, classes(logits))?),
@@ -258,15 +330,35 @@ pub struct DiceCeLoss {
 
 impl Default for DiceCeLoss {
     fn default() -> Self {
-        Self { dice: DiceLoss::default(), lambda_dice: 1.0, lambda_ce: 1.0 }
+        Self {
+            dice: DiceLoss::default(),
+            lambda_dice: 1.0,
+            lambda_ce: 1.0,
+        }
     }
 }
 
 impl SegLoss for DiceCeLoss {
     fn forward(&self, logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
-        check_range("lambda_dice", self.lambda_dice, 0.0, f64::MAX, "a finite value >= 0")?;
-        check_range("lambda_ce", self.lambda_ce, 0.0, f64::MAX, "a finite value >= 0")?;
-        let terms = Terms { dice: Some(self.dice.term(self.lambda_dice)?), ce: Some(self.lambda_ce), ..Terms::default() };
+        check_range(
+            "lambda_dice",
+            self.lambda_dice,
+            0.0,
+            f64::MAX,
+            "a finite value >= 0",
+        )?;
+        check_range(
+            "lambda_ce",
+            self.lambda_ce,
+            0.0,
+            f64::MAX,
+            "a finite value >= 0",
+        )?;
+        let terms = Terms {
+            dice: Some(self.dice.term(self.lambda_dice)?),
+            ce: Some(self.lambda_ce),
+            ..Terms::default()
+        };
         evaluate(terms, logits, labels)
     }
     fn name(&self) -> &'static str {
@@ -294,7 +386,10 @@ pub struct L1Dfl {
 
 impl Default for L1Dfl {
     fn default() -> Self {
-        Self { epsilon: 0.1, gamma: 2.0 }
+        Self {
+            epsilon: 0.1,
+            gamma: 2.0,
+        }
     }
 }
 
@@ -307,10 +402,19 @@ impl L1Dfl {
 
 impl SegLoss for L1Dfl {
     fn forward(&self, logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
-        let focal = FocalLoss { kind: FocalKind::Softmax, gamma: self.gamma, alpha: None, include_background: true };
+        let focal = FocalLoss {
+            kind: FocalKind::Softmax,
+            gamma: self.gamma,
+            alpha: None,
+            include_background: true,
+        };
         let terms = Terms {
             focal: Some(focal.term(1.0, None)?),
-            l1_dice: Some(L1DiceTerm { weight: 1.0, bins: self.bins()?, smooth: L1DFL_SMOOTH }),
+            l1_dice: Some(L1DiceTerm {
+                weight: 1.0,
+                bins: self.bins()?,
+                smooth: L1DFL_SMOOTH,
+            }),
             ..Terms::default()
         };
         evaluate(terms, logits, labels)

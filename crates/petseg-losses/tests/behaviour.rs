@@ -18,8 +18,16 @@ fn values_on_bin_edges_go_to_the_bin_that_starts_there() {
         for k in 1..bins {
             let edge = e.edges()[k - 1];
             assert_eq!(edge, ((2 * k - 1) as f64 * eps / 2.0) as f32);
-            assert_eq!(e.bin_of(edge), k, "eps {eps}: edge {edge} belongs to bin {k}");
-            assert_eq!(e.bin_of(edge.next_down()), k - 1, "eps {eps}: just below {edge}");
+            assert_eq!(
+                e.bin_of(edge),
+                k,
+                "eps {eps}: edge {edge} belongs to bin {k}"
+            );
+            assert_eq!(
+                e.bin_of(edge.next_down()),
+                k - 1,
+                "eps {eps}: just below {edge}"
+            );
             assert_eq!(e.bin_of(edge.next_up()), k);
         }
         assert_eq!(e.bin_of(0.0), 0);
@@ -36,7 +44,16 @@ fn values_on_bin_edges_go_to_the_bin_that_starts_there() {
 #[test]
 fn bin_width_must_divide_one() {
     for bad in [0.03, 0.0, -0.1, f64::NAN, 0.7] {
-        assert!(matches!(BinEdges::new(bad), Err(LossError::InvalidParameter { field: "epsilon", .. })), "{bad}");
+        assert!(
+            matches!(
+                BinEdges::new(bad),
+                Err(LossError::InvalidParameter {
+                    field: "epsilon",
+                    ..
+                })
+            ),
+            "{bad}"
+        );
     }
 }
 
@@ -50,7 +67,10 @@ fn inputs_with_g(g: &[f32]) -> (Tensor, Tensor) {
         logits[n + i] = (p1 / (1.0 - p1)).ln() as f32; // x0 = 0 → p1 = σ(x1)
     }
     let dev = Device::Cpu;
-    (Tensor::from_vec(logits, (1, 2, n, 1, 1), &dev).unwrap(), Tensor::from_vec(labels, (1, 1, n, 1, 1), &dev).unwrap())
+    (
+        Tensor::from_vec(logits, (1, 2, n, 1, 1), &dev).unwrap(),
+        Tensor::from_vec(labels, (1, 1, n, 1, 1), &dev).unwrap(),
+    )
 }
 
 #[test]
@@ -71,17 +91,52 @@ fn uniform_g_gives_equal_beta_and_reduces_to_squared_dice() {
     let p = candle_nn::ops::softmax(&logits, 1).unwrap();
     let y1 = labels.to_dtype(DType::F32).unwrap();
     let y = Tensor::cat(&[y1.affine(-1.0, 1.0).unwrap(), y1], 1).unwrap();
-    let gv = (p - y).unwrap().abs().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let gv = (p - y)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let beta = edges.beta(&gv);
-    assert!(beta.iter().all(|&b| b == beta[0]), "β not uniform: {beta:?}");
-    assert!((beta[0] - 1.0).abs() < 1e-6, "β = N·w/n = 1 here, got {}", beta[0]);
+    assert!(
+        beta.iter().all(|&b| b == beta[0]),
+        "β not uniform: {beta:?}"
+    );
+    assert!(
+        (beta[0] - 1.0).abs() < 1e-6,
+        "β = N·w/n = 1 here, got {}",
+        beta[0]
+    );
 
-    let l1dfl = L1Dfl::default().forward(&logits, &labels).unwrap().to_scalar::<f32>().unwrap() as f64;
-    let focal = FocalLoss::default().forward(&logits, &labels).unwrap().to_scalar::<f32>().unwrap() as f64;
+    let l1dfl = L1Dfl::default()
+        .forward(&logits, &labels)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64;
+    let focal = FocalLoss::default()
+        .forward(&logits, &labels)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64;
     let s = L1DFL_SMOOTH / beta[0] as f64;
-    let squared = DiceLoss { squared_pred: true, smooth_nr: s, smooth_dr: s, ..DiceLoss::default() };
-    let dice = squared.forward(&logits, &labels).unwrap().to_scalar::<f32>().unwrap() as f64;
-    assert!((l1dfl - focal - dice).abs() < 1e-6, "L1DFL − focal = {} but squared Dice = {dice}", l1dfl - focal);
+    let squared = DiceLoss {
+        squared_pred: true,
+        smooth_nr: s,
+        smooth_dr: s,
+        ..DiceLoss::default()
+    };
+    let dice = squared
+        .forward(&logits, &labels)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64;
+    assert!(
+        (l1dfl - focal - dice).abs() < 1e-6,
+        "L1DFL − focal = {} but squared Dice = {dice}",
+        l1dfl - focal
+    );
     assert!(dice > 0.01, "a non-trivial Dice: {dice}");
 }
 
@@ -90,14 +145,38 @@ fn l1dfl_with_detached_beta(logits: &Tensor, labels: &Tensor, eps: f64) -> Tenso
     let p = candle_nn::ops::softmax(logits, 1).unwrap();
     let y1 = labels.to_dtype(DType::F32).unwrap();
     let y = Tensor::cat(&[y1.affine(-1.0, 1.0).unwrap(), y1], 1).unwrap();
-    let g = (&p - &y).unwrap().abs().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let beta = Tensor::from_vec(BinEdges::new(eps).unwrap().beta(&g), p.shape(), p.device()).unwrap(); // a leaf: no gradient
+    let g = (&p - &y)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let beta =
+        Tensor::from_vec(BinEdges::new(eps).unwrap().beta(&g), p.shape(), p.device()).unwrap(); // a leaf: no gradient
     let spatial = |t: Tensor| t.flatten_from(2).unwrap().sum(D::Minus1).unwrap();
-    let num = spatial((&beta * (&p * &y).unwrap()).unwrap()).affine(2.0, L1DFL_SMOOTH).unwrap();
-    let den = spatial((&beta * (p.sqr().unwrap() + y.sqr().unwrap()).unwrap()).unwrap()).affine(1.0, L1DFL_SMOOTH).unwrap();
-    let wdice = (num / den).unwrap().mean_all().unwrap().affine(-1.0, 1.0).unwrap();
+    let num = spatial((&beta * (&p * &y).unwrap()).unwrap())
+        .affine(2.0, L1DFL_SMOOTH)
+        .unwrap();
+    let den = spatial((&beta * (p.sqr().unwrap() + y.sqr().unwrap()).unwrap()).unwrap())
+        .affine(1.0, L1DFL_SMOOTH)
+        .unwrap();
+    let wdice = (num / den)
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .affine(-1.0, 1.0)
+        .unwrap();
     let lp = candle_nn::ops::log_softmax(logits, 1).unwrap();
-    let focal = (lp.exp().unwrap().affine(-1.0, 1.0).unwrap().sqr().unwrap() * lp).unwrap().mul(&y).unwrap().mean_all().unwrap().neg().unwrap();
+    let focal = (lp.exp().unwrap().affine(-1.0, 1.0).unwrap().sqr().unwrap() * lp)
+        .unwrap()
+        .mul(&y)
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .neg()
+        .unwrap();
     (wdice + focal).unwrap()
 }
 
@@ -107,12 +186,21 @@ fn beta_is_outside_the_gradient_path() {
         let arrays = load_case(case);
         let (logits, labels) = (&arrays["logits"], &arrays["labels"]);
         for eps in [0.1, 0.05] {
-            let loss = L1Dfl { epsilon: eps, gamma: 2.0 };
+            let loss = L1Dfl {
+                epsilon: eps,
+                gamma: 2.0,
+            };
             let (value, grad) = value_and_grad(&loss, logits, labels);
             let var = candle_core::Var::from_tensor(logits).unwrap();
             let reference = l1dfl_with_detached_beta(var.as_tensor(), labels, eps);
             let grads = reference.backward().unwrap();
-            let grad_ref = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let grad_ref = grads
+                .get(var.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let (l2, max) = grad_errors(&grad, &grad_ref);
             let v = reference.to_scalar::<f32>().unwrap() as f64;
             assert!(rel(value, v) < 1e-5, "{case} ε={eps}: value {value} vs {v}");
@@ -127,7 +215,14 @@ fn every_label_dtype_gives_the_same_loss() {
     let (logits, labels) = (&arrays["logits"], &arrays["labels"]);
     let loss = L1Dfl::default();
     let (v0, g0) = value_and_grad(&loss, logits, labels);
-    for dtype in [DType::U32, DType::I64, DType::F32, DType::F64, DType::F16, DType::BF16] {
+    for dtype in [
+        DType::U32,
+        DType::I64,
+        DType::F32,
+        DType::F64,
+        DType::F16,
+        DType::BF16,
+    ] {
         let (v, g) = value_and_grad(&loss, logits, &labels.to_dtype(dtype).unwrap());
         assert_eq!(v, v0, "{dtype:?}");
         assert_eq!(g, g0, "{dtype:?}");
@@ -143,7 +238,12 @@ fn half_precision_logits_are_computed_in_f32() {
     let var = candle_core::Var::from_tensor(&logits16).unwrap();
     let value = loss.forward(var.as_tensor(), labels).unwrap();
     assert_eq!(value.dtype(), DType::F32);
-    let grad = value.backward().unwrap().get(var.as_tensor()).unwrap().clone();
+    let grad = value
+        .backward()
+        .unwrap()
+        .get(var.as_tensor())
+        .unwrap()
+        .clone();
     assert_eq!(grad.dtype(), DType::BF16);
     let (v32, _) = value_and_grad(&loss, &logits16.to_dtype(DType::F32).unwrap(), labels);
     assert!(rel(value.to_scalar::<f32>().unwrap() as f64, v32) < 1e-6);
@@ -165,19 +265,38 @@ fn bad_labels_and_shapes_are_clear_errors() {
     y[5] = 2.0;
     let labels = Tensor::from_vec(y.clone(), (1, 1, 3, 3, 3), &dev).unwrap();
     let e = error_text(DiceLoss::default().forward(&logits, &labels));
-    assert!(e.contains(&LossError::Label { value: "2".into(), index: 5, classes: 2 }.to_string()), "{e}");
+    assert!(
+        e.contains(
+            &LossError::Label {
+                value: "2".into(),
+                index: 5,
+                classes: 2
+            }
+            .to_string()
+        ),
+        "{e}"
+    );
     y[5] = 0.5;
     let labels = Tensor::from_vec(y, (1, 1, 3, 3, 3), &dev).unwrap();
     let e = error_text(L1Dfl::default().forward(&logits, &labels));
     assert!(e.contains("label value 0.5 at flat index 5"), "{e}");
     let labels = Tensor::zeros((1, 1, 3, 3, 2), DType::U8, &dev).unwrap();
     let e = error_text(DiceLoss::default().forward(&logits, &labels));
-    assert!(e.contains("bad labels shape [1, 1, 3, 3, 2]") && e.contains("[1, 1, 3, 3, 3]"), "{e}");
+    assert!(
+        e.contains("bad labels shape [1, 1, 3, 3, 2]") && e.contains("[1, 1, 3, 3, 3]"),
+        "{e}"
+    );
     let one_class = Tensor::zeros((1, 1, 3, 3, 3), DType::F32, &dev).unwrap();
     let e = error_text(DiceLoss::default().forward(&one_class, &labels));
     assert!(e.contains("bad logits shape [1, 1, 3, 3, 3]"), "{e}");
-    let bad = L1Dfl { epsilon: 0.03, gamma: 2.0 };
-    let e = error_text(bad.forward(&logits, &Tensor::zeros((1, 1, 3, 3, 3), DType::U8, &dev).unwrap()));
+    let bad = L1Dfl {
+        epsilon: 0.03,
+        gamma: 2.0,
+    };
+    let e = error_text(bad.forward(
+        &logits,
+        &Tensor::zeros((1, 1, 3, 3, 3), DType::U8, &dev).unwrap(),
+    ));
     assert!(e.contains("`epsilon` = 0.03"), "{e}");
 }
 
@@ -190,7 +309,10 @@ fn result_does_not_depend_on_the_thread_count() {
     let logits = Tensor::from_vec(values, (2, 2, 24, 24, 24), &dev).unwrap();
     let labels = logits.narrow(1, 1, 1).unwrap().gt(1.5).unwrap();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| value_and_grad(&petseg_losses::DiceFocalLoss::default(), &logits, &labels))
     };
     let (v1, g1) = run(1);

@@ -12,12 +12,22 @@ use common::{load_case, load_meta, rel};
 fn example_binary() -> std::path::PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "-q", "-p", "petseg-losses", "--example", "eval_loss"])
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "petseg-losses",
+            "--example",
+            "eval_loss",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("running cargo");
     assert!(status.success(), "building the example failed");
-    let target = std::env::var("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     target.join("release/examples/eval_loss")
 }
 
@@ -28,24 +38,82 @@ fn eval_loss_prints_value_and_gradient_json() {
     let arrays = load_case("batch2");
     let (logits, labels) = (dir.path().join("logits.npy"), dir.path().join("labels.npy"));
     arrays["logits"].write_npy(&logits).unwrap();
-    arrays["labels"].to_dtype(candle_core::DType::I64).unwrap().write_npy(&labels).unwrap();
+    arrays["labels"]
+        .to_dtype(candle_core::DType::I64)
+        .unwrap()
+        .write_npy(&labels)
+        .unwrap();
     let meta = load_meta();
-    for (name, flags) in [("dice", vec!["--loss", "dice"]), ("l1dfl_eps005", vec!["--loss", "l1dfl", "--epsilon", "0.05"]), ("dice_focal", vec!["--loss", "dice_focal", "--gamma", "2"])] {
-        let out = Command::new(&bin).arg("--logits").arg(&logits).arg("--labels").arg(&labels).args(&flags).output().unwrap();
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    for (name, flags) in [
+        ("dice", vec!["--loss", "dice"]),
+        ("l1dfl_eps005", vec!["--loss", "l1dfl", "--epsilon", "0.05"]),
+        ("dice_focal", vec!["--loss", "dice_focal", "--gamma", "2"]),
+    ] {
+        let out = Command::new(&bin)
+            .arg("--logits")
+            .arg(&logits)
+            .arg("--labels")
+            .arg(&labels)
+            .args(&flags)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let reference = meta["cases"]["batch2"]["losses"][name]["value"].as_f64().unwrap();
-        assert!(rel(json["value"].as_f64().unwrap(), reference) < 1e-5, "{name}: {json} vs {reference}");
-        let grad: Vec<f64> = arrays[&format!("grad_{name}")].flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|&g| g as f64).collect();
+        let reference = meta["cases"]["batch2"]["losses"][name]["value"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            rel(json["value"].as_f64().unwrap(), reference) < 1e-5,
+            "{name}: {json} vs {reference}"
+        );
+        let grad: Vec<f64> = arrays[&format!("grad_{name}")]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|&g| g as f64)
+            .collect();
         let l2 = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
         let sum: f64 = grad.iter().sum();
-        assert!(rel(json["grad_l2"].as_f64().unwrap(), l2) < 1e-5, "{name}: {json} vs l2 {l2}");
-        assert!((json["grad_sum"].as_f64().unwrap() - sum).abs() < 1e-5 * l2, "{name}: {json} vs sum {sum}");
+        assert!(
+            rel(json["grad_l2"].as_f64().unwrap(), l2) < 1e-5,
+            "{name}: {json} vs l2 {l2}"
+        );
+        assert!(
+            (json["grad_sum"].as_f64().unwrap() - sum).abs() < 1e-5 * l2,
+            "{name}: {json} vs sum {sum}"
+        );
     }
     // bad input: a clear error and a non-zero exit
-    let out = Command::new(&bin).arg("--logits").arg(&logits).arg("--labels").arg(&logits).args(["--loss", "dice"]).output().unwrap();
+    let out = Command::new(&bin)
+        .arg("--logits")
+        .arg(&logits)
+        .arg("--labels")
+        .arg(&logits)
+        .args(["--loss", "dice"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("labels"), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(&bin).arg("--logits").arg(&logits).arg("--labels").arg(&labels).args(["--loss", "dice", "--epsilon", "0.1"]).output().unwrap();
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--epsilon applies to l1dfl only"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("labels"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&bin)
+        .arg("--logits")
+        .arg(&logits)
+        .arg("--labels")
+        .arg(&labels)
+        .args(["--loss", "dice", "--epsilon", "0.1"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("--epsilon applies to l1dfl only")
+    );
 }

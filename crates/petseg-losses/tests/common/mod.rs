@@ -9,19 +9,25 @@ use petseg_losses::SegLoss;
 
 /// Path of a file under `tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// The arrays of `case_<case>.npz`.
 pub fn load_case(case: &str) -> HashMap<String, Tensor> {
     let path = fixture(&format!("case_{case}.npz"));
-    Tensor::read_npz(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())).into_iter().collect()
+    Tensor::read_npz(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .into_iter()
+        .collect()
 }
 
 /// `fixtures.json`.
 pub fn load_meta() -> serde_json::Value {
     let path = fixture("fixtures.json");
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixtures.json")).expect("valid JSON")
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixtures.json"))
+        .expect("valid JSON")
 }
 
 /// Value and gradient of a loss at `logits`.
@@ -29,7 +35,13 @@ pub fn value_and_grad(loss: &dyn SegLoss, logits: &Tensor, labels: &Tensor) -> (
     let var = Var::from_tensor(logits).unwrap();
     let value = loss.forward(var.as_tensor(), labels).unwrap();
     let grads = value.backward().unwrap();
-    let g = grads.get(var.as_tensor()).expect("gradient w.r.t. logits").flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let g = grads
+        .get(var.as_tensor())
+        .expect("gradient w.r.t. logits")
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     (value.to_scalar::<f32>().unwrap() as f64, g)
 }
 
