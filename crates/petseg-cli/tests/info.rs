@@ -36,7 +36,11 @@ fn json_report_matches_the_volume() {
     let p = dir.path().join("pet.nii.gz");
     let values = write_test_volume(&p);
     let out = petseg(&["info", "--json", p.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(r["shape"], serde_json::json!([6, 5, 4]));
     assert_eq!(r["dtype"], "float32");
@@ -44,13 +48,20 @@ fn json_report_matches_the_volume() {
     assert_eq!(r["affine_source"], "sform");
     assert_eq!(r["spacing_mm"], serde_json::json!([2.0, 2.0, 3.0]));
     assert_eq!(r["affine"][0], serde_json::json!([-2.0, 0.0, 0.0, 100.0]));
-    let finite: Vec<f64> = values.iter().filter(|v| !v.is_nan()).map(|&v| v as f64).collect();
+    let finite: Vec<f64> = values
+        .iter()
+        .filter(|v| !v.is_nan())
+        .map(|&v| v as f64)
+        .collect();
     let mean = finite.iter().sum::<f64>() / finite.len() as f64;
     assert_eq!(r["values"]["nan_count"], 2);
     assert_eq!(r["values"]["min"], -10.0);
     assert_eq!(r["values"]["max"], 49.5);
     assert!((r["values"]["mean"].as_f64().unwrap() - mean).abs() < 1e-9);
-    assert_eq!(r["values"]["nonzero_count"], finite.iter().filter(|&&v| v != 0.0).count());
+    assert_eq!(
+        r["values"]["nonzero_count"],
+        finite.iter().filter(|&&v| v != 0.0).count()
+    );
 }
 
 #[test]
@@ -61,7 +72,14 @@ fn text_report_names_the_facts() {
     let out = petseg(&["info", p.to_str().unwrap()]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for needle in ["6 × 5 × 4", "float32", "2.0000 × 2.0000 × 3.0000 mm", "LPS", "2 NaN", "min -10.000000"] {
+    for needle in [
+        "6 × 5 × 4",
+        "float32",
+        "2.0000 × 2.0000 × 3.0000 mm",
+        "LPS",
+        "2 NaN",
+        "min -10.000000",
+    ] {
         assert!(text.contains(needle), "missing '{needle}' in:\n{text}");
     }
 }
@@ -80,6 +98,9 @@ fn bad_files_fail_with_a_clear_message() {
         assert!(out.stdout.is_empty(), "no report on failure");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.starts_with("error:"), "{err}");
-        assert!(err.contains(p.file_name().unwrap().to_str().unwrap()), "names the file: {err}");
+        assert!(
+            err.contains(p.file_name().unwrap().to_str().unwrap()),
+            "names the file: {err}"
+        );
     }
 }

@@ -72,10 +72,10 @@ pub fn reorient_to_ras<T: Clone>(vol: &Volume<T>) -> Volume<T> {
         .compose(&p)
         .expect("a permutation with flips keeps the affine finite and invertible");
 
-    let mut view = vol
-        .data()
-        .view()
-        .permuted_axes([t.source_axis[0], t.source_axis[1], t.source_axis[2]]);
+    let mut view =
+        vol.data()
+            .view()
+            .permuted_axes([t.source_axis[0], t.source_axis[1], t.source_axis[2]]);
     for a in 0..3 {
         if t.flip[a] {
             view.invert_axis(Axis(a));

@@ -229,8 +229,16 @@ fn sample<T: Resamplable>(
             }
             let lerp = |a: f64, b: f64, t: f64| a + (b - a) * t;
             let plane = |k: usize| {
-                let r0 = lerp(at(lo[0], lo[1], k).to_f64(), at(hi[0], lo[1], k).to_f64(), w[0]);
-                let r1 = lerp(at(lo[0], hi[1], k).to_f64(), at(hi[0], hi[1], k).to_f64(), w[0]);
+                let r0 = lerp(
+                    at(lo[0], lo[1], k).to_f64(),
+                    at(hi[0], lo[1], k).to_f64(),
+                    w[0],
+                );
+                let r1 = lerp(
+                    at(lo[0], hi[1], k).to_f64(),
+                    at(hi[0], hi[1], k).to_f64(),
+                    w[0],
+                );
                 lerp(r0, r1, w[1])
             };
             Some(T::from_f64(lerp(plane(lo[2]), plane(hi[2]), w[2])))

@@ -41,11 +41,17 @@ fn assert_format_error(dir: &tempfile::TempDir, name: &str, bytes: &[u8], needle
     match &err {
         IoError::Format { path, reason } => {
             assert_eq!(path, &p, "{name}: error names the file");
-            assert!(reason.contains(needle), "{name}: '{reason}' should mention '{needle}'");
+            assert!(
+                reason.contains(needle),
+                "{name}: '{reason}' should mention '{needle}'"
+            );
         }
         other => panic!("{name}: expected a format error, got {other:?}"),
     }
-    assert!(err.to_string().contains(name), "{name}: message '{err}' names the file");
+    assert!(
+        err.to_string().contains(name),
+        "{name}: message '{err}' names the file"
+    );
 }
 
 // Header offsets (NIfTI-1).
@@ -73,7 +79,12 @@ fn wrong_magic() {
 fn not_nifti_at_all() {
     let dir = tmpdir();
     assert_format_error(&dir, "empty.nii", b"", "shorter than a NIfTI-1 header");
-    assert_format_error(&dir, "short.nii", b"hello world", "shorter than a NIfTI-1 header");
+    assert_format_error(
+        &dir,
+        "short.nii",
+        b"hello world",
+        "shorter than a NIfTI-1 header",
+    );
     assert_format_error(&dir, "text.nii", &[b'x'; 2000], "sizeof_hdr");
     let mut b = valid_nii(&dir);
     b[..4].copy_from_slice(&540i32.to_le_bytes());
@@ -167,7 +178,12 @@ fn nan_or_inf_in_the_affine() {
 #[test]
 fn unsupported_datatype() {
     let dir = tmpdir();
-    for (code, name) in [(128i16, "rgb24"), (32, "complex64"), (1024, "int64"), (77, "not a NIfTI datatype")] {
+    for (code, name) in [
+        (128i16, "rgb24"),
+        (32, "complex64"),
+        (1024, "int64"),
+        (77, "not a NIfTI datatype"),
+    ] {
         let mut b = valid_nii(&dir);
         put_i16(&mut b, DATATYPE, code);
         assert_format_error(&dir, &format!("dt{code}.nii"), &b, name);
@@ -178,12 +194,17 @@ fn unsupported_datatype() {
 fn truncated_gzip() {
     let dir = tmpdir();
     // Our multi-member files and a single plain gzip stream, cut at several points.
-    let v = volume_from_fn([72, 64, 64], oblique_affine(), |i, j, k| ((i * j + k) as f32).sqrt());
+    let v = volume_from_fn([72, 64, 64], oblique_affine(), |i, j, k| {
+        ((i * j + k) as f32).sqrt()
+    });
     let ours = path_in(&dir, "ours.nii.gz");
     write_nifti(&ours, &v).unwrap();
     let raw_path = path_in(&dir, "ours.nii");
     write_nifti(&raw_path, &v).unwrap();
-    for (label, full) in [("multi", std::fs::read(&ours).unwrap()), ("single", gzip(&std::fs::read(&raw_path).unwrap()))] {
+    for (label, full) in [
+        ("multi", std::fs::read(&ours).unwrap()),
+        ("single", gzip(&std::fs::read(&raw_path).unwrap())),
+    ] {
         for frac in [0.9, 0.5, 0.1] {
             let cut = (full.len() as f64 * frac) as usize;
             let name = format!("cut_{label}_{frac}.nii.gz");
@@ -199,7 +220,12 @@ fn truncated_gzip() {
         std::fs::write(&p, &full[..full.len() - 4]).unwrap();
         assert!(read_nifti(&p).is_err(), "{name}");
         // Cut inside the header.
-        assert_format_error(&dir, &format!("cut_{label}_head.nii.gz"), &full[..30], "header");
+        assert_format_error(
+            &dir,
+            &format!("cut_{label}_head.nii.gz"),
+            &full[..30],
+            "header",
+        );
     }
     // Raw .nii cut short.
     let raw = std::fs::read(&raw_path).unwrap();
@@ -209,7 +235,9 @@ fn truncated_gzip() {
 #[test]
 fn corrupt_gzip_checksum() {
     let dir = tmpdir();
-    let v = volume_from_fn([8, 8, 8], lps_affine(), |i, j, k| (i * 64 + j * 8 + k) as f32);
+    let v = volume_from_fn([8, 8, 8], lps_affine(), |i, j, k| {
+        (i * 64 + j * 8 + k) as f32
+    });
     let p = path_in(&dir, "crc.nii.gz");
     write_nifti(&p, &v).unwrap();
     let mut b = std::fs::read(&p).unwrap();

@@ -16,7 +16,9 @@ fn ramp(w: [f64; 3]) -> f64 {
 }
 
 fn ramp_volume(shape: [usize; 3], affine: Affine) -> Volume<f64> {
-    volume_from_fn(shape, affine, |i, j, k| ramp(affine.voxel_to_world([i as f64, j as f64, k as f64])))
+    volume_from_fn(shape, affine, |i, j, k| {
+        ramp(affine.voxel_to_world([i as f64, j as f64, k as f64]))
+    })
 }
 
 /// Whether world point `w` lies between the outermost voxel centres of `v`
@@ -37,7 +39,11 @@ fn check_ramp(src: &Volume<f64>, out: &Volume<f64>, tol: f64) -> usize {
                 let w = out.affine().voxel_to_world([i as f64, j as f64, k as f64]);
                 if strictly_inside(src, w) {
                     let got = out.data()[[i, j, k]];
-                    assert!((got - ramp(w)).abs() <= tol, "voxel {i},{j},{k} world {w:?}: {got} vs {}", ramp(w));
+                    assert!(
+                        (got - ramp(w)).abs() <= tol,
+                        "voxel {i},{j},{k} world {w:?}: {got} vs {}",
+                        ramp(w)
+                    );
                     checked += 1;
                 }
             }
@@ -58,7 +64,11 @@ fn linear_ramp_keeps_world_values_after_resample_to_spacing() {
         // Direction kept.
         assert!((out.affine().direction() - affine.direction()).abs().max() < 1e-12);
         let n = check_ramp(&src, &out, 1e-9);
-        assert!(n > out.len() / 2, "most voxels are interior ({n} of {})", out.len());
+        assert!(
+            n > out.len() / 2,
+            "most voxels are interior ({n} of {})",
+            out.len()
+        );
     }
 }
 
@@ -69,10 +79,19 @@ fn spacing_grid_keeps_the_centre_and_field_of_view() {
     let (new_shape, new_aff) = grid_for_spacing(shape, &affine, [1.0, 5.0, 3.0]).unwrap();
     // round(n · old / new): 20·2/1 = 40, 18·2.5/5 = 9, 14·3/3 = 14.
     assert_eq!(new_shape, [40, 9, 14]);
-    let centre = |s: [usize; 3], a: &Affine| a.voxel_to_world([(s[0] as f64 - 1.0) / 2.0, (s[1] as f64 - 1.0) / 2.0, (s[2] as f64 - 1.0) / 2.0]);
+    let centre = |s: [usize; 3], a: &Affine| {
+        a.voxel_to_world([
+            (s[0] as f64 - 1.0) / 2.0,
+            (s[1] as f64 - 1.0) / 2.0,
+            (s[2] as f64 - 1.0) / 2.0,
+        ])
+    };
     let (c0, c1) = (centre(shape, &affine), centre(new_shape, &new_aff));
     for a in 0..3 {
-        assert!((c0[a] - c1[a]).abs() < 1e-9, "centre moved: {c0:?} vs {c1:?}");
+        assert!(
+            (c0[a] - c1[a]).abs() < 1e-9,
+            "centre moved: {c0:?} vs {c1:?}"
+        );
     }
     // Same spacing: the identical grid.
     let (s, a) = grid_for_spacing(shape, &affine, affine.spacing_mm()).unwrap();
@@ -88,12 +107,20 @@ fn reorient_to_ras_keeps_world_values_exactly() {
     for affine in [lps_affine(), permuted_flipped_affine(), oblique_affine()] {
         let src = ramp_volume([7, 6, 5], affine);
         let out = reorient_to_ras(&src);
-        assert_eq!(out.affine().orientation_code(), "RAS", "from {}", affine.orientation_code());
+        assert_eq!(
+            out.affine().orientation_code(),
+            "RAS",
+            "from {}",
+            affine.orientation_code()
+        );
         let mut sorted_in: Vec<u64> = src.as_raster_slice().iter().map(|v| v.to_bits()).collect();
         let mut sorted_out: Vec<u64> = out.as_raster_slice().iter().map(|v| v.to_bits()).collect();
         sorted_in.sort_unstable();
         sorted_out.sort_unstable();
-        assert_eq!(sorted_in, sorted_out, "a permutation of the voxels, nothing interpolated");
+        assert_eq!(
+            sorted_in, sorted_out,
+            "a permutation of the voxels, nothing interpolated"
+        );
         let s = out.shape();
         for k in 0..s[2] {
             for j in 0..s[1] {
@@ -107,7 +134,10 @@ fn reorient_to_ras_keeps_world_values_exactly() {
         assert_eq!(reorient_to_ras(&out), out);
     }
     // LPS → RAS flips i and j; permuted (P, S, L) → RAS permutes the shape.
-    assert_eq!(reorient_to_ras(&ramp_volume([7, 6, 5], permuted_flipped_affine())).shape(), [5, 7, 6]);
+    assert_eq!(
+        reorient_to_ras(&ramp_volume([7, 6, 5], permuted_flipped_affine())).shape(),
+        [5, 7, 6]
+    );
 }
 
 #[test]
@@ -116,31 +146,50 @@ fn resample_onto_between_oblique_and_axis_aligned_grids() {
     // An axis-aligned 2 mm grid around the oblique volume's centre, larger
     // than it so that some target voxels fall outside (filled).
     let c = oblique.affine().voxel_to_world([11.5, 9.5, 7.5]);
-    let target = Affine::from_spacing_origin([2.0; 3], [c[0] - 40.0, c[1] - 40.0, c[2] - 30.0]).unwrap();
+    let target =
+        Affine::from_spacing_origin([2.0; 3], [c[0] - 40.0, c[1] - 40.0, c[2] - 30.0]).unwrap();
     let fill = -12345.0;
     let out = resample_onto(&oblique, [40, 40, 30], &target, Interpolation::Linear, fill).unwrap();
     assert_eq!(out.affine(), &target);
     let checked = check_ramp(&oblique, &out, 1e-9);
     let filled = out.as_raster_slice().iter().filter(|&&v| v == fill).count();
-    assert!(checked > 1000 && filled > 1000, "checked {checked}, filled {filled}");
+    assert!(
+        checked > 1000 && filled > 1000,
+        "checked {checked}, filled {filled}"
+    );
     // Every filled voxel lies outside the source volume (beyond the half-voxel rim).
     for (idx, v) in out.as_raster_slice().iter().enumerate() {
         let [i, j, k] = out.raster_coords(idx);
-        let x = oblique.affine().world_to_voxel(out.affine().voxel_to_world([i as f64, j as f64, k as f64]));
-        let inside = (0..3).all(|a| x[a] >= -0.5 + 1e-6 && x[a] <= oblique.shape()[a] as f64 - 0.5 - 1e-6);
+        let x = oblique
+            .affine()
+            .world_to_voxel(out.affine().voxel_to_world([i as f64, j as f64, k as f64]));
+        let inside =
+            (0..3).all(|a| x[a] >= -0.5 + 1e-6 && x[a] <= oblique.shape()[a] as f64 - 0.5 - 1e-6);
         if inside {
-            assert_ne!(*v, fill, "voxel {i},{j},{k} at source index {x:?} was filled");
+            assert_ne!(
+                *v, fill,
+                "voxel {i},{j},{k} at source index {x:?} was filled"
+            );
         }
     }
     // And back: axis-aligned → oblique.
     let aligned = ramp_volume([40, 40, 30], target);
-    let back = resample_onto(&aligned, oblique.shape(), oblique.affine(), Interpolation::Linear, fill).unwrap();
+    let back = resample_onto(
+        &aligned,
+        oblique.shape(),
+        oblique.affine(),
+        Interpolation::Linear,
+        fill,
+    )
+    .unwrap();
     assert!(check_ramp(&aligned, &back, 1e-9) > 1000);
 }
 
 #[test]
 fn identical_grid_is_an_exact_copy_and_outside_is_fill() {
-    let v = volume_from_fn([9, 8, 7], oblique_affine(), |i, j, k| ((i * 13 + j * 7 + k) % 17) as f32 * 0.37);
+    let v = volume_from_fn([9, 8, 7], oblique_affine(), |i, j, k| {
+        ((i * 13 + j * 7 + k) % 17) as f32 * 0.37
+    });
     for interp in [Interpolation::Linear, Interpolation::Nearest] {
         let same = resample_onto(&v, v.shape(), v.affine(), interp, f32::NAN).unwrap();
         assert_eq!(same.as_raster_slice(), v.as_raster_slice());
@@ -163,14 +212,26 @@ fn nearest_keeps_label_sets() {
     // Down-sampling and an oblique target: a subset.
     let coarse = resample_to_spacing(&labels, [4.0, 4.0, 4.0], Interpolation::Nearest, 0).unwrap();
     assert!(coarse.as_raster_slice().iter().all(|v| input.contains(v)));
-    let obl = resample_onto(&labels, [20, 20, 20], &oblique_affine(), Interpolation::Nearest, 0).unwrap();
+    let obl = resample_onto(
+        &labels,
+        [20, 20, 20],
+        &oblique_affine(),
+        Interpolation::Nearest,
+        0,
+    )
+    .unwrap();
     assert!(obl.as_raster_slice().iter().all(|v| input.contains(v)));
     // Each fine voxel takes the label of the source voxel nearest to it.
     for idx in (0..fine.len()).step_by(37) {
         let [i, j, k] = fine.raster_coords(idx);
-        let x = labels.affine().world_to_voxel(fine.affine().voxel_to_world([i as f64, j as f64, k as f64]));
+        let x = labels
+            .affine()
+            .world_to_voxel(fine.affine().voxel_to_world([i as f64, j as f64, k as f64]));
         let r = [0, 1, 2].map(|a| (x[a].round().max(0.0) as usize).min(labels.shape()[a] - 1));
-        assert_eq!(fine.as_raster_slice()[idx], labels.data()[[r[0], r[1], r[2]]]);
+        assert_eq!(
+            fine.as_raster_slice()[idx],
+            labels.data()[[r[0], r[1], r[2]]]
+        );
     }
 }
 
@@ -179,7 +240,13 @@ fn linear_on_integers_rounds_the_exact_value() {
     let src = ramp_volume([12, 10, 8], lps_affine());
     let ints = src.map(|v| v.round() as i16);
     let out = resample_to_spacing(&ints, [1.3, 1.7, 2.2], Interpolation::Linear, 0).unwrap();
-    let exact = resample_to_spacing(&ints.map(|&v| v as f64), [1.3, 1.7, 2.2], Interpolation::Linear, 0.0).unwrap();
+    let exact = resample_to_spacing(
+        &ints.map(|&v| v as f64),
+        [1.3, 1.7, 2.2],
+        Interpolation::Linear,
+        0.0,
+    )
+    .unwrap();
     for (a, b) in out.as_raster_slice().iter().zip(exact.as_raster_slice()) {
         assert_eq!(*a, b.round() as i16);
     }
@@ -200,7 +267,9 @@ fn there_and_back_stays_within_interpolation_error() {
         let r2: f64 = (0..3).map(|a| (w[a] - centre[a]).powi(2)).sum();
         (-r2 / (2.0 * sigma * sigma)).exp()
     };
-    let src = volume_from_fn(shape, affine, |i, j, k| blob(affine.voxel_to_world([i as f64, j as f64, k as f64])) as f32);
+    let src = volume_from_fn(shape, affine, |i, j, k| {
+        blob(affine.voxel_to_world([i as f64, j as f64, k as f64])) as f32
+    });
     let coarse = resample_to_spacing(&src, [3.0, 3.0, 3.0], Interpolation::Linear, 0.0).unwrap();
     let back = resample_onto(&coarse, shape, &affine, Interpolation::Linear, 0.0).unwrap();
     let (mut max_err, mut sum_err, mut n) = (0.0f64, 0.0f64, 0usize);
@@ -218,8 +287,15 @@ fn there_and_back_stays_within_interpolation_error() {
     // for a pass from the 2 mm grid and one from the 3 mm grid.
     let bound = 3.0 * (2.0f64.powi(2) + 3.0f64.powi(2)) / 8.0 / (sigma * sigma);
     assert!(n > back.len() / 2);
-    assert!(max_err < bound, "max error {max_err} above the bound {bound}");
-    assert!(sum_err / (n as f64) < 0.005, "mean error {}", sum_err / n as f64);
+    assert!(
+        max_err < bound,
+        "max error {max_err} above the bound {bound}"
+    );
+    assert!(
+        sum_err / (n as f64) < 0.005,
+        "mean error {}",
+        sum_err / n as f64
+    );
     // Not trivially zero: the coarse grid does lose detail.
     assert!(max_err > 1e-4);
 }

@@ -87,7 +87,9 @@ pub(crate) fn parse_header(path: &Path, raw: &[u8]) -> Result<NiftiHeaderInfo> {
     let sizeof_le = i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
     let sizeof_be = i32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
     if sizeof_le == 540 || sizeof_be == 540 {
-        return Err(bad("NIfTI-2 files are not supported (sizeof_hdr = 540)".into()));
+        return Err(bad(
+            "NIfTI-2 files are not supported (sizeof_hdr = 540)".into()
+        ));
     }
     if sizeof_le != 348 && sizeof_be != 348 {
         return Err(bad(format!(
@@ -134,7 +136,11 @@ pub(crate) fn parse_header(path: &Path, raw: &[u8]) -> Result<NiftiHeaderInfo> {
     let data_bytes = n_voxels
         .checked_mul(elem_size as u64)
         .filter(|&b| b <= isize::MAX as u64)
-        .ok_or_else(|| bad(format!("dimensions {shape:?} need more bytes than can be addressed")))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "dimensions {shape:?} need more bytes than can be addressed"
+            ))
+        })?;
 
     let vox_offset = if h.vox_offset == 0.0 {
         // Some old writers leave 0 in single files; the data then follows the
@@ -202,7 +208,11 @@ fn spatial_shape(h: &NiftiHeader) -> std::result::Result<[usize; 3], String> {
     let all: Vec<u64> = (1..=ndim).map(|a| dims[a] as u64).collect();
     // Overflow is checked on the full product so that a huge 4-D+ header is
     // named as such before the dimensionality check.
-    if all.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).is_none() {
+    if all
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .is_none()
+    {
         return Err(format!("dimensions {all:?} overflow a 64-bit voxel count"));
     }
     if let Some(extra) = all.iter().skip(3).position(|&d| d != 1) {
@@ -229,7 +239,9 @@ fn scaling(h: &NiftiHeader) -> std::result::Result<Option<(f64, f64)>, String> {
         return Ok(None);
     }
     if !inter.is_finite() {
-        return Err(format!("scl_slope {slope} is valid but scl_inter is {inter}"));
+        return Err(format!(
+            "scl_slope {slope} is valid but scl_inter is {inter}"
+        ));
     }
     if slope == 1.0 && inter == 0.0 {
         return Ok(None);
@@ -251,7 +263,13 @@ fn select_affine(
                 h.sform_code, h.srow_x, h.srow_y, h.srow_z
             ));
         }
-        let m = Matrix4::from_fn(|r, c| if r < 3 { rows[r][c] as f64 } else { [0.0, 0.0, 0.0, 1.0][c] });
+        let m = Matrix4::from_fn(|r, c| {
+            if r < 3 {
+                rows[r][c] as f64
+            } else {
+                [0.0, 0.0, 0.0, 1.0][c]
+            }
+        });
         let a = Affine::new(m).map_err(|e| format!("sform is unusable: {e}"))?;
         return Ok((a, AffineSource::Sform));
     }
@@ -261,10 +279,22 @@ fn select_affine(
     }
     let zooms = zooms(h)?;
     let m = Matrix4::new(
-        -zooms[0], 0.0, 0.0, (shape[0] as f64 - 1.0) / 2.0 * zooms[0],
-        0.0, zooms[1], 0.0, -(shape[1] as f64 - 1.0) / 2.0 * zooms[1],
-        0.0, 0.0, zooms[2], -(shape[2] as f64 - 1.0) / 2.0 * zooms[2],
-        0.0, 0.0, 0.0, 1.0,
+        -zooms[0],
+        0.0,
+        0.0,
+        (shape[0] as f64 - 1.0) / 2.0 * zooms[0],
+        0.0,
+        zooms[1],
+        0.0,
+        -(shape[1] as f64 - 1.0) / 2.0 * zooms[1],
+        0.0,
+        0.0,
+        zooms[2],
+        -(shape[2] as f64 - 1.0) / 2.0 * zooms[2],
+        0.0,
+        0.0,
+        0.0,
+        1.0,
     );
     let a = Affine::new(m).map_err(|e| format!("pixdim gives no usable affine: {e}"))?;
     Ok((a, AffineSource::Pixdim))
@@ -277,7 +307,10 @@ fn zooms(h: &NiftiHeader) -> std::result::Result<[f64; 3], String> {
     for a in 0..3 {
         let v = h.pixdim[a + 1] as f64;
         if !v.is_finite() {
-            return Err(format!("pixdim[{}] is {v}, expected a finite voxel size", a + 1));
+            return Err(format!(
+                "pixdim[{}] is {v}, expected a finite voxel size",
+                a + 1
+            ));
         }
         z[a] = if v == 0.0 { 1.0 } else { v.abs() };
     }
@@ -289,7 +322,14 @@ fn zooms(h: &NiftiHeader) -> std::result::Result<[f64; 3], String> {
 /// (renormalised when that is negative), zooms from `pixdim` and the sign of
 /// `pixdim[0]` (qfac) flipping the third axis.
 fn qform_affine(h: &NiftiHeader) -> std::result::Result<Affine, String> {
-    let q = [h.quatern_b, h.quatern_c, h.quatern_d, h.quatern_x, h.quatern_y, h.quatern_z];
+    let q = [
+        h.quatern_b,
+        h.quatern_c,
+        h.quatern_d,
+        h.quatern_x,
+        h.quatern_y,
+        h.quatern_z,
+    ];
     if q.iter().any(|v| !v.is_finite()) {
         return Err(format!(
             "qform (qform_code {}) has a NaN or infinite quaternion or offset: {q:?}",
@@ -311,9 +351,21 @@ fn qform_affine(h: &NiftiHeader) -> std::result::Result<Affine, String> {
     let qfac = if h.pixdim[0] < 0.0 { -1.0 } else { 1.0 };
     let scale = Vector3::new(z[0], z[1], z[2] * qfac);
     let r = [
-        [a * a + b * b - c * c - d * d, 2.0 * (b * c - a * d), 2.0 * (b * d + a * c)],
-        [2.0 * (b * c + a * d), a * a + c * c - b * b - d * d, 2.0 * (c * d - a * b)],
-        [2.0 * (b * d - a * c), 2.0 * (c * d + a * b), a * a + d * d - c * c - b * b],
+        [
+            a * a + b * b - c * c - d * d,
+            2.0 * (b * c - a * d),
+            2.0 * (b * d + a * c),
+        ],
+        [
+            2.0 * (b * c + a * d),
+            a * a + c * c - b * b - d * d,
+            2.0 * (c * d - a * b),
+        ],
+        [
+            2.0 * (b * d - a * c),
+            2.0 * (c * d + a * b),
+            a * a + d * d - c * c - b * b,
+        ],
     ];
     let t = [q[3] as f64, q[4] as f64, q[5] as f64];
     let m = Matrix4::from_fn(|row, col| match (row, col) {
@@ -409,7 +461,14 @@ pub(crate) fn header_bytes<T: NiftiElement>(shape: [usize; 3], affine: &Affine) 
     w.extend_from_slice(&h.aux_file);
     i16s(&mut w, h.qform_code);
     i16s(&mut w, h.sform_code);
-    for v in [h.quatern_b, h.quatern_c, h.quatern_d, h.quatern_x, h.quatern_y, h.quatern_z] {
+    for v in [
+        h.quatern_b,
+        h.quatern_c,
+        h.quatern_d,
+        h.quatern_x,
+        h.quatern_y,
+        h.quatern_z,
+    ] {
         f32s(&mut w, v);
     }
     for row in [h.srow_x, h.srow_y, h.srow_z] {

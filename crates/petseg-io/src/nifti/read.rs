@@ -25,7 +25,7 @@ enum Source<'a> {
     Raw { file: File, len: u64 },
     /// A gzip stream read serially (files from other writers).
     Stream {
-        dec: flate2::bufread::MultiGzDecoder<&'a [u8]>,
+        dec: Box<flate2::bufread::MultiGzDecoder<&'a [u8]>>,
         compressed_len: u64,
     },
     /// A file of indexed members: member 0 holds the header, the others the
@@ -50,7 +50,10 @@ pub(crate) fn read_any(path: &Path) -> Result<(NiftiHeaderInfo, AnyVolume)> {
         if info.vox_offset > len {
             return Err(IoError::format(
                 path,
-                format!("vox_offset {} is past the end of the file ({len} bytes)", info.vox_offset),
+                format!(
+                    "vox_offset {} is past the end of the file ({len} bytes)",
+                    info.vox_offset
+                ),
             ));
         }
         if info.vox_offset + info.data_bytes > len {
@@ -109,7 +112,10 @@ fn header_from_stream(path: &Path, r: &mut impl Read) -> Result<NiftiHeaderInfo>
     if skipped < skip {
         return Err(IoError::format(
             path,
-            format!("vox_offset {} is past the end of the data stream", info.vox_offset),
+            format!(
+                "vox_offset {} is past the end of the data stream",
+                info.vox_offset
+            ),
         ));
     }
     Ok(info)
@@ -157,17 +163,23 @@ fn open_gz<'a>(path: &Path, bytes: &'a [u8]) -> Result<(NiftiHeaderInfo, Source<
             let data = members[1..].to_vec();
             let total: u64 = data.iter().map(|m| u64::from(m.uncompressed)).sum();
             let aligned = data.iter().all(|m| {
-                m.uncompressed > 0 && (m.uncompressed as usize) % info.bytes_per_voxel == 0
+                m.uncompressed > 0 && (m.uncompressed as usize).is_multiple_of(info.bytes_per_voxel)
             });
             if head.len() as u64 == info.vox_offset && total == info.data_bytes && aligned {
                 return Ok((info, Source::Members { file: bytes, data }));
             }
         }
     }
-    let mut dec = flate2::bufread::MultiGzDecoder::new(bytes);
+    let mut dec = Box::new(flate2::bufread::MultiGzDecoder::new(bytes));
     let info = header_from_stream(path, &mut dec)?;
     check_ratio(&info)?;
-    Ok((info, Source::Stream { dec, compressed_len }))
+    Ok((
+        info,
+        Source::Stream {
+            dec,
+            compressed_len,
+        },
+    ))
 }
 
 /// Decodes the voxels in the stored type and applies the scaling.
@@ -197,7 +209,10 @@ fn decode_any(path: &Path, info: &NiftiHeaderInfo, src: &mut Source) -> Result<A
         d if d == i32::DATATYPE => typed::<i32>(path, info, src),
         d if d == f32::DATATYPE => typed::<f32>(path, info, src),
         d if d == f64::DATATYPE => typed::<f64>(path, info, src),
-        d => Err(IoError::format(path, format!("datatype {d} is not supported"))),
+        d => Err(IoError::format(
+            path,
+            format!("datatype {d} is not supported"),
+        )),
     }
 }
 
@@ -213,7 +228,10 @@ fn decode_voxels<T: NiftiElement>(
     voxels.try_reserve_exact(n).map_err(|e| {
         IoError::format(
             path,
-            format!("cannot allocate {} bytes for the voxels: {e}", info.data_bytes),
+            format!(
+                "cannot allocate {} bytes for the voxels: {e}",
+                info.data_bytes
+            ),
         )
     })?;
     let out = &mut voxels.spare_capacity_mut()[..n];
@@ -259,10 +277,8 @@ fn decode_voxels<T: NiftiElement>(
                 rest = tail;
             }
             let big_endian = info.big_endian;
-            slices
-                .into_par_iter()
-                .zip(data.par_iter())
-                .try_for_each(|(slice, m)| -> Result<()> {
+            slices.into_par_iter().zip(data.par_iter()).try_for_each(
+                |(slice, m)| -> Result<()> {
                     let mut sink = ByteSink::new(slice, big_endian);
                     let mut dec = flate2::bufread::GzDecoder::new(m.bytes(file));
                     let mut buf = vec![0u8; READ_BUF];
@@ -280,7 +296,8 @@ fn decode_voxels<T: NiftiElement>(
                         ));
                     }
                     Ok(())
-                })?;
+                },
+            )?;
         }
     }
     // SAFETY: every branch above returns early unless its sinks are full,
