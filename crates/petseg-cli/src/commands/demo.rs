@@ -113,16 +113,38 @@ pub fn run(args: Args) -> Result<()> {
     )
     .context("writing the synthetic cohort")?;
 
-    eprintln!("[2/5] split: {N_TEST} test, {N_VAL} validation, the rest training");
-    let ids: Vec<String> = manifest.cases.iter().map(|c| c.id.clone()).collect();
-    let (rest, test) = ids.split_at(ids.len() - N_TEST);
-    let (train_ids, val_ids) = rest.split_at(rest.len() - N_VAL);
+    eprintln!(
+        "[2/5] split by patient: ~{N_TEST} test, ~{N_VAL} validation cases, the rest training"
+    );
+    // Whole patients go to one partition (a patient may have several scans).
+    let mut patients: Vec<Vec<String>> = manifest
+        .patients()
+        .into_values()
+        .map(|ids| ids.into_iter().map(String::from).collect())
+        .collect();
+    let mut take = |n: usize| -> Vec<String> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            match patients.pop() {
+                Some(ids) => out.extend(ids),
+                None => break,
+            }
+        }
+        out
+    };
+    let test = take(N_TEST);
+    let val_ids = take(N_VAL);
+    let train_ids: Vec<String> = patients.into_iter().flatten().collect();
+    anyhow::ensure!(
+        !train_ids.is_empty(),
+        "{n_cases} cases leave no training patient; use more --cases"
+    );
     manifest.split = Some(Split {
         seed: args.seed,
-        test: test.to_vec(),
+        test: test.clone(),
         folds: vec![Fold {
-            train: train_ids.to_vec(),
-            val: val_ids.to_vec(),
+            train: train_ids,
+            val: val_ids,
         }],
     });
     let mpath = data.join("manifest.json");
@@ -143,7 +165,7 @@ pub fn run(args: Args) -> Result<()> {
     .context("training")?;
     let train_s = t_train.elapsed().as_secs_f64();
 
-    eprintln!("[4/5] predicting the {N_TEST} held-out cases");
+    eprintln!("[4/5] predicting the {} held-out cases", test.len());
     let weights = if cfg.run_dir.join(files::MODEL_BEST).exists() {
         files::MODEL_BEST
     } else {
@@ -167,7 +189,7 @@ pub fn run(args: Args) -> Result<()> {
 
     eprintln!("[5/5] evaluating");
     let mut rows = Vec::new();
-    for id in test {
+    for id in &test {
         let c = reloaded
             .case(id)
             .context("test case missing from the manifest")?;
