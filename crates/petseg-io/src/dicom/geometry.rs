@@ -176,7 +176,7 @@ pub fn series_geometry(series: &DicomSeries) -> Result<SeriesGeometry> {
                     "uneven slice spacing".to_string()
                 };
                 return Err(IoError::format(
-                    &series_dir(series),
+                    series_dir(series),
                     format!(
                         "series {}: {kind} between {} and {} (step {d:.4} mm, expected {median:.4} mm ±{:.0} %)",
                         series.uid,

@@ -376,7 +376,8 @@ fn enhanced_pet_dose_is_in_megabecquerel() {
 
 #[test]
 fn missing_or_zero_weight_dose_half_life_name_the_tag() {
-    let cases: [(fn(&mut PetSuvTags), &str, &str); 4] = [
+    type Case = (fn(&mut PetSuvTags), &'static str, &'static str);
+    let cases: [Case; 4] = [
         (
             |t| t.patient_weight_kg = None,
             "(0010,1030) PatientWeight",
