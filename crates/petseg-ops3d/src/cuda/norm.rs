@@ -79,7 +79,11 @@ pub(crate) fn backward(
 ) -> Result<CudaStorage> {
     const OP: &str = "group_norm-backward";
     let dev = s1.device.clone();
-    let (x, gamma, gy) = (input(OP, s1, l1, len(g))?, input(OP, s2, l2, g.c)?, input(OP, s3, l3, len(g))?);
+    let (x, gamma, gy) = (
+        input(OP, s1, l1, len(g))?,
+        input(OP, s2, l2, g.c)?,
+        input(OP, s3, l3, len(g))?,
+    );
     let st = stats(&dev, g, &x)?;
     let mut out = dev.alloc_zeros::<f32>(len(g) + 2 * g.c)?;
     let p = params(g);
