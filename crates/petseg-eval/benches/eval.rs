@@ -58,7 +58,8 @@ fn best_ms(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 const PY: &str = r#"
-import sys, time, numpy as np
+import sys, time
+import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
@@ -86,8 +87,9 @@ for name in sys.argv[6:]:
             h = p[ConvexHull(p).vertices]
             return pdist(h).max()
         out[f"scipy_hull_pdist_{name}_ms"] = best(dmax)
-        out[f"scipy_dmax_{name}_mm"] = dmax()
-print(out)
+        out[f"scipy_dmax_{name}_mm"] = float(dmax())
+import json
+print(json.dumps(out))
 "#;
 
 fn main() {
@@ -117,6 +119,7 @@ fn main() {
     }
 
     let mut sets = vec![("label", wb)];
+    let mut dmax_mm_values = Vec::new();
     for (name, count, r) in [("20k", 95, (2.0, 5.0)), ("1M", 12, (25.0, 32.0))] {
         let m = balls(SHAPE, count, r, 2);
         let fg = m.iter().filter(|&&v| v != 0).count();
@@ -131,6 +134,7 @@ fn main() {
         });
         println!("Dmax {name}: {fg} voxels, Dmax {d:.4} mm: {ms:.2} ms from runs, {total:.2} ms incl. labelling");
         sets.push((name, m));
+        dmax_mm_values.push((name, d));
     }
 
     for (name, m) in &sets {
@@ -146,10 +150,20 @@ fn main() {
         cmd.arg(name);
     }
     match cmd.output() {
-        Ok(o) if o.status.success() => println!(
-            "python peers: {}",
-            String::from_utf8_lossy(&o.stdout).trim()
-        ),
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            println!("python peers (ms): {}", text.trim());
+            let peers: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_default();
+            for (name, d) in &dmax_mm_values {
+                if let Some(want) = peers[format!("scipy_dmax_{name}_mm")].as_f64() {
+                    let ok = (d - want).abs() <= 1e-9 * want;
+                    println!(
+                        "Dmax {name}: petseg {d:.6} mm, SciPy hull+pdist {want:.6} mm: {}",
+                        if ok { "equal" } else { "DIFFERENT" }
+                    );
+                }
+            }
+        }
         Ok(o) => println!(
             "python peers failed: {}",
             String::from_utf8_lossy(&o.stderr)

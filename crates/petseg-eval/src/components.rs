@@ -170,6 +170,11 @@ impl Components {
 /// Labels the connected components of `mask` (raster order, i fastest,
 /// shape `[ni, nj, nk]`); every non-zero byte is foreground.
 pub fn label(mask: &[u8], shape: [usize; 3], connectivity: Connectivity) -> Result<Components> {
+    if shape.contains(&0) {
+        return Err(EvalError::Invalid(format!(
+            "shape {shape:?} has an empty axis"
+        )));
+    }
     let n = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))

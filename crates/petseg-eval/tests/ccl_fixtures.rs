@@ -83,5 +83,6 @@ fn empty_and_full_masks_and_bad_lengths() {
     assert_eq!(cc.count(), 1);
     assert!(cc.labels().iter().all(|&l| l == 1));
     assert!(label(&[0; 5], [2, 3, 4], Connectivity::Six).is_err());
+    assert!(label(&[], [0, 3, 4], Connectivity::Six).is_err());
     assert!(Connectivity::from_number(8).is_err());
 }
