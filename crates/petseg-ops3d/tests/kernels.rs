@@ -367,3 +367,33 @@ fn errors_name_the_problem() {
     ));
     assert!(e.contains("scale H"), "{e}");
 }
+
+/// Repeated runs give bit-identical weight gradients (fixed summation order).
+#[test]
+fn weight_gradient_is_deterministic() {
+    let x = Var::from_tensor(
+        &rand_t(11, &[2, 3, 12, 13, 14])
+            .to_dtype(DType::F32)
+            .unwrap(),
+    )
+    .unwrap();
+    let w = Var::from_tensor(&rand_t(12, &[4, 3, 3, 3, 3]).to_dtype(DType::F32).unwrap()).unwrap();
+    let cfg = Conv3dConfig {
+        padding: [1; 3],
+        ..Default::default()
+    };
+    let gw = || {
+        let y = conv3d(x.as_tensor(), w.as_tensor(), None, &cfg).unwrap();
+        let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        g.get(&w)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let first = gw();
+    for _ in 0..5 {
+        assert_eq!(gw(), first);
+    }
+}

@@ -399,11 +399,21 @@ pub(crate) fn conv_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
     gx
 }
 
-/// Weight gradient: `gw [o, cg, k] = Σ_tiles gy_tile · col_tileᵀ`, with one
-/// accumulator per rayon split, summed at the end.
+/// Number of partial weight-gradient sums. Fixed (not the thread count) so
+/// that the summation order, hence the rounding, is the same on every machine
+/// and every run.
+const WGRAD_PARTS: usize = 16;
+
+/// Weight gradient: `gw [o, cg, k] = Σ_tiles gy_tile · col_tileᵀ`. The tiles
+/// are cut into [`WGRAD_PARTS`] consecutive runs, each summed into its own
+/// accumulator in parallel; the partial sums are then added in order.
 pub(crate) fn conv_wgrad<T: Elem>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
     let zero = T::from_f64(0.0);
-    let plan = TilePlan::new(g, std::mem::size_of::<T>(), min_tiles_per_item(g));
+    let plan = TilePlan::new(
+        g,
+        std::mem::size_of::<T>(),
+        WGRAD_PARTS.div_ceil(g.n.max(1)),
+    );
     let wr = w_ranges(g);
     let (in_vol, out_vol, krows, cg, og, wo) = (
         g.in_vol(),
@@ -416,11 +426,11 @@ pub(crate) fn conv_wgrad<T: Elem>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
     let tasks: Vec<(usize, usize)> = (0..g.n)
         .flat_map(|b| (0..plan.count()).map(move |t| (b, t)))
         .collect();
-    tasks
-        .par_iter()
-        .fold(
-            || (vec![zero; g.w_len()], Vec::new(), Vec::new()),
-            |(mut acc, mut col, mut gytile): (Vec<T>, Vec<T>, Vec<T>), &(b, ti)| {
+    let partials: Vec<Vec<T>> = tasks
+        .par_chunks(tasks.len().div_ceil(WGRAD_PARTS).max(1))
+        .map(|run| {
+            let (mut acc, mut col, mut gytile) = (vec![zero; g.w_len()], Vec::new(), Vec::new());
+            for &(b, ti) in run {
                 let (r0, r1) = plan.tile(ti);
                 let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
                 for grp in 0..g.groups {
@@ -439,7 +449,7 @@ pub(crate) fn conv_wgrad<T: Elem>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
                         im2col(g, xg, r0, r1, &wr, &mut col);
                         (col.as_ptr(), cols as isize, 1)
                     };
-                    // SAFETY: acc is o×krows, owned by this fold; gy tile in bounds.
+                    // SAFETY: acc is o×krows, owned by this run; gy tile in bounds.
                     unsafe {
                         let lhs = gy[(b * g.o + grp * og) * out_vol + p0..].as_ptr();
                         let dst = acc.as_mut_ptr().add(grp * og * krows);
@@ -454,17 +464,15 @@ pub(crate) fn conv_wgrad<T: Elem>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
                         );
                     }
                 }
-                (acc, col, gytile)
-            },
-        )
-        .map(|(acc, _, _)| acc)
-        .reduce(
-            || vec![zero; g.w_len()],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
-                a
-            },
-        )
+            }
+            acc
+        })
+        .collect();
+    let mut gw = vec![zero; g.w_len()];
+    for part in &partials {
+        gw.iter_mut().zip(part).for_each(|(a, &b)| *a += b);
+    }
+    gw
 }
 
 /// For stride 1 the input gradient is itself a convolution: of `gy` with the
