@@ -3,32 +3,46 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{load_case, load_meta, rel};
 
-/// Builds the example once (release, like the rest of the suite) and returns its path.
-fn example_binary() -> std::path::PathBuf {
+/// The example binary. `cargo test` builds a package's examples next to the
+/// test binaries (`target/<profile>/examples/`), so use that one; only when a
+/// filtered run did not build it, build it here (slow: it may wait on the
+/// cargo lock and resolve features for this package alone).
+fn example_binary() -> PathBuf {
+    let profile_dir = std::env::current_exe()
+        .expect("test binary path")
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps")
+        .to_path_buf();
+    let bin = profile_dir.join("examples").join("eval_loss");
+    if bin.is_file() {
+        return bin;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "petseg-losses",
-            "--example",
-            "eval_loss",
-        ])
+    let mut build = Command::new(cargo);
+    build.args([
+        "build",
+        "-q",
+        "-p",
+        "petseg-losses",
+        "--example",
+        "eval_loss",
+    ]);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("running cargo");
     assert!(status.success(), "building the example failed");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    target.join("release/examples/eval_loss")
+    assert!(bin.is_file(), "{} was not built", bin.display());
+    bin
 }
 
 #[test]
