@@ -73,8 +73,7 @@ impl PreparedCase {
         let data: Vec<Vec<f32>> = channels.iter().map(to_c_order).collect();
         let label: Option<Vec<u8>> =
             label.map(|l| l.data().iter().map(|&v| u8::from(v > 0)).collect());
-        let candidates = Candidates::compute(&data[pet_channel], label.as_deref())
-            .map_err(|reason| err(reason))?;
+        let candidates = Candidates::compute(&data[pet_channel], label.as_deref()).map_err(err)?;
         Ok(PreparedCase {
             id,
             shape,

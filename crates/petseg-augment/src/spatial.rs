@@ -297,11 +297,15 @@ mod tests {
 
     #[test]
     fn validation_refuses_bad_ranges() {
-        let mut c = AffineConfig::default();
-        c.scale_range = [1.0, 0.1, 0.1];
+        let c = AffineConfig {
+            scale_range: [1.0, 0.1, 0.1],
+            ..Default::default()
+        };
         assert!(c.validate().is_err());
-        c = AffineConfig::default();
-        c.prob = 1.5;
+        let c = AffineConfig {
+            prob: 1.5,
+            ..Default::default()
+        };
         assert!(c.validate().is_err());
         assert!(FlipConfig {
             prob: [0.0, -0.1, 0.0]

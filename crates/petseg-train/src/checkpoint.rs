@@ -86,8 +86,11 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// A named tensor as (key, shape, values).
+type Named<T> = (String, Vec<usize>, Vec<T>);
+
 /// The network's variables as (key, shape, f32 values), sorted by key.
-fn var_values(varmap: &VarMap) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+fn var_values(varmap: &VarMap) -> Result<Vec<Named<f32>>> {
     let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
     let mut out = Vec::with_capacity(data.len());
     for (name, var) in data.iter() {

@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long, default_value_t = 20)]
     pub cases: usize,
     /// Training epochs.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 30)]
     pub epochs: usize,
     /// A tiny run (8 cases, 2 epochs) that checks the pipeline, not the accuracy.
     #[arg(long)]
@@ -70,7 +70,7 @@ spacing_mm = [4.0, 4.0, 4.0]
 [augment]
 patch_size = [32, 32, 32]
 [optimizer]
-lr = 2e-3
+lr = 5e-3
 [schedule]
 epochs = {epochs}
 batch_size = 4
@@ -95,7 +95,7 @@ pub fn run(args: Args) -> Result<()> {
     let (n_cases, epochs, steps) = if args.quick {
         (8, 2, 2)
     } else {
-        (args.cases.max(N_TEST + N_VAL + 2), args.epochs, 8)
+        (args.cases.max(N_TEST + N_VAL + 2), args.epochs, 10)
     };
     let data = args.out.join("data");
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
