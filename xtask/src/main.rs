@@ -2,6 +2,8 @@
 //!
 //! * `split`: patient-grouped, scenario-stratified train/val/test splits,
 //!   written into a manifest (and optionally nnU-Net's `splits_final.json`).
+//! * `report`: the study's tables, figures and a self-contained HTML page
+//!   from a results folder of `petseg evaluate` outputs.
 
 use std::path::PathBuf;
 
@@ -9,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use petseg_io::manifest::Manifest;
 
+mod report;
 mod split;
 
 #[derive(Debug, Parser)]
@@ -25,6 +28,24 @@ enum Command {
         cargo xtask split --manifest cohort/manifest.json --out data-manifests/phantom.json --test 4 --val 4 --seed 1\n  \
         cargo xtask split --manifest cohort/manifest.json --out data-manifests/phantom-5fold.json --folds 5 --seed 1 --nnunet nnunet/Dataset501")]
     Split(SplitArgs),
+    /// Tables, figures and an HTML page from results/NAME/<network>__<loss>[__fold<k>]/patients.csv.
+    #[command(
+        after_help = "Example:\n  cargo xtask report --results results/smoke --out results/smoke/report"
+    )]
+    Report(ReportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// The results folder (one sub-folder per cell, each with patients.csv).
+    #[arg(long)]
+    results: PathBuf,
+    /// Output folder (default: RESULTS/report); replaced atomically.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The loss tested (one-tailed, greater) against every other loss.
+    #[arg(long, default_value = "l1dfl")]
+    proposed: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,6 +89,13 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Split(args) => run_split(args),
+        Command::Report(args) => {
+            let out = args.out.unwrap_or_else(|| args.results.join("report"));
+            for p in report::run(&args.results, &out, &args.proposed)? {
+                println!("wrote {}", p.display());
+            }
+            Ok(())
+        }
     }
 }
 
