@@ -8,14 +8,15 @@ use std::path::PathBuf;
 /// user always names the file and the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
-    /// The operating system refused a read or a write.
-    #[error("{path}: {source}")]
+    /// The operating system refused a read or a write. The OS error is part
+    /// of the message and deliberately not exposed as `source()`, so that
+    /// error chains (`{:#}` in anyhow) do not print it twice.
+    #[error("{path}: {error}")]
     Os {
         /// The file concerned.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file exists but its content is not what its format requires.
     #[error("{path}: {reason}")]
@@ -47,7 +48,7 @@ impl IoError {
     pub fn os(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         IoError::Os {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }
