@@ -13,9 +13,9 @@ i.e. NumPy C order of the array transposed to [k, j, i].
 * `reference_tp_fp_fn`: a re-implementation of the study's detection rules
   (criterion1/2/3, loops over cc3d 18-connected labels 1..n, best IoU with
   strict `>` so the first GT label wins ties, IoU >= threshold for C2, the
-  GT lesion's SUVmax voxel for C3). One documented difference from the
-  original: the SUVmax voxel is the first maximum in raster order (i
-  fastest), where NumPy's argmax on an [i, j, k] array takes k fastest.
+  GT lesion's SUVmax voxel for C3, found as the original does with NumPy's
+  argmax on the [i, j, k] array, so ties go to the first voxel in C order,
+  k fastest).
 * `dmax_brute`: all pairs of voxel centres, mm with spacing, in cm.
 
 Live mode: `python3 reference.py` reads one JSON request on stdin (or
@@ -107,9 +107,9 @@ def iou(a, b):
 
 def suvmax_detected(gt_lesion, pred_lesion, pet):
     prod = gt_lesion * pet
-    flat = raster(prod)
-    idx = int(np.argmax(flat))  # first maximum in raster order
-    return raster(pred_lesion)[idx] == 1
+    # As the reference: argmax over the [i, j, k] array (C order, k fastest).
+    idx = np.unravel_index(int(np.argmax(prod)), prod.shape)
+    return pred_lesion[idx] == 1
 
 
 def reference_tp_fp_fn(gt, pred, criterion, threshold=0.5, pet=None):

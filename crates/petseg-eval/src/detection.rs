@@ -13,16 +13,15 @@
 //!   never consumed.
 //! * **C3** (the study's SUVmax rule): each predicted component takes its
 //!   best-IoU GT component as in C2; TP if the predicted component contains
-//!   that GT lesion's SUVmax voxel (its highest PET voxel, the first in
-//!   raster order i-fastest on ties), which consumes the GT lesion; else FP.
+//!   that GT lesion's SUVmax voxel (its highest PET voxel; on ties the
+//!   first in NumPy C order of the `[i, j, k]` array, k fastest, exactly as
+//!   the reference's `argmax`), which consumes the GT lesion; else FP.
 //!   FN = GT lesions never consumed. Deviations from the reference code,
 //!   which only matter in corner cases: a predicted component with no GT
 //!   overlap is always FP (the reference then tests voxel (0,0,0) and
 //!   crashes if it is predicted); the SUVmax voxel is searched inside the
 //!   lesion only (the reference's `argmax(gt · pet)` can leave the lesion if
-//!   all its PET values are ≤ 0); ties are broken in NIfTI raster order
-//!   (i fastest) where NumPy's `argmax` on an `[i, j, k]` array would take
-//!   C order (k fastest).
+//!   all its PET values are ≤ 0).
 //! * **One-to-one** (ours, not in the study): overlapping pairs are matched
 //!   greedily by decreasing IoU (ties by GT then predicted label), each
 //!   component at most once; TP = pairs, FP/FN = unmatched components. It

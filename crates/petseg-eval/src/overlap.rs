@@ -61,14 +61,18 @@ pub struct Uptake {
     pub sum: f64,
     /// Largest PET value (NaN values are ignored; `-inf` if all are NaN).
     pub max: f64,
-    /// Raster index of the first voxel holding `max`.
+    /// Raster index of the voxel holding `max`; on ties the one NumPy's
+    /// `argmax` picks on an `[i, j, k]` array, as the study's reference code
+    /// does: the first in C order (smallest `(i, j, k)` lexicographically).
     pub argmax: usize,
 }
 
 /// Uptake of every component of `cc` (index `label - 1`) in `pet` (raster
 /// order, same grid).
 pub fn uptake(cc: &Components, pet: &[f32]) -> Vec<Uptake> {
-    let ni = cc.shape()[0];
+    let [ni, nj, _] = cc.shape();
+    // C-order position (i, j, k) of a raster index, for NumPy's tie-breaking.
+    let c_order = |idx: usize| (idx % ni, (idx / ni) % nj, idx / (ni * nj));
     let mut out = vec![
         Uptake {
             sum: 0.0,
@@ -83,8 +87,9 @@ pub fn uptake(cc: &Components, pet: &[f32]) -> Vec<Uptake> {
         for idx in base + run.start as usize..base + run.end as usize {
             let v = pet[idx] as f64;
             u.sum += v;
-            // Strict: the first voxel in raster order wins ties.
-            if v > u.max {
+            if v > u.max
+                || (v == u.max && u.argmax != usize::MAX && c_order(idx) < c_order(u.argmax))
+            {
                 u.max = v;
                 u.argmax = idx;
             }
