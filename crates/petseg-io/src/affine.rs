@@ -16,16 +16,22 @@ impl Affine {
     /// `[0, 0, 0, 1]` and that the 3×3 part is invertible.
     pub fn new(m: Matrix4<f64>) -> Result<Self> {
         if m.iter().any(|v| !v.is_finite()) {
-            return Err(IoError::Geometry(format!("affine has a non-finite entry: {m}")));
+            return Err(IoError::Geometry(format!(
+                "affine has a non-finite entry: {m}"
+            )));
         }
         let last = m.row(3);
         if (last[0], last[1], last[2], last[3]) != (0.0, 0.0, 0.0, 1.0) {
-            return Err(IoError::Geometry(format!("affine's last row is not [0 0 0 1]: {m}")));
+            return Err(IoError::Geometry(format!(
+                "affine's last row is not [0 0 0 1]: {m}"
+            )));
         }
         let lin = m.fixed_view::<3, 3>(0, 0).into_owned();
         let det = lin.determinant();
         if !det.is_finite() || det.abs() < 1e-12 {
-            return Err(IoError::Geometry(format!("affine is singular (det {det:e}): {m}")));
+            return Err(IoError::Geometry(format!(
+                "affine is singular (det {det:e}): {m}"
+            )));
         }
         Ok(Affine(m))
     }
@@ -199,7 +205,11 @@ impl Affine {
 impl std::fmt::Display for Affine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for r in self.rows() {
-            writeln!(f, "[{:>12.6} {:>12.6} {:>12.6} {:>12.6}]", r[0], r[1], r[2], r[3])?;
+            writeln!(
+                f,
+                "[{:>12.6} {:>12.6} {:>12.6} {:>12.6}]",
+                r[0], r[1], r[2], r[3]
+            )?;
         }
         Ok(())
     }
@@ -212,7 +222,17 @@ mod tests {
     #[test]
     fn world_voxel_round_trip_on_oblique_affine() {
         let th = 0.3f64;
-        let rot = Matrix3::new(th.cos(), -th.sin(), 0.0, th.sin(), th.cos(), 0.0, 0.0, 0.0, 1.0);
+        let rot = Matrix3::new(
+            th.cos(),
+            -th.sin(),
+            0.0,
+            th.sin(),
+            th.cos(),
+            0.0,
+            0.0,
+            0.0,
+            1.0,
+        );
         let a = Affine::from_direction(rot, [2.0, 3.0, 4.0], [-10.0, 5.0, 7.5]).unwrap();
         let p = [1.5, -2.0, 3.25];
         let w = a.voxel_to_world(p);
@@ -221,7 +241,9 @@ mod tests {
             assert!((back[d] - p[d]).abs() < 1e-12);
         }
         let s = a.spacing_mm();
-        assert!((s[0] - 2.0).abs() < 1e-12 && (s[1] - 3.0).abs() < 1e-12 && (s[2] - 4.0).abs() < 1e-12);
+        assert!(
+            (s[0] - 2.0).abs() < 1e-12 && (s[1] - 3.0).abs() < 1e-12 && (s[2] - 4.0).abs() < 1e-12
+        );
     }
 
     #[test]

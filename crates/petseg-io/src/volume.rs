@@ -88,7 +88,9 @@ impl<T: Clone> Volume<T> {
             hi[a] = h.max(l) as usize;
         }
         if (0..3).all(|a| hi[a] > lo[a]) {
-            let src = self.data.slice(ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]);
+            let src = self
+                .data
+                .slice(ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]);
             let o = [
                 (lo[0] as i64 - start[0]) as usize,
                 (lo[1] as i64 - start[1]) as usize,
@@ -133,7 +135,11 @@ impl<T: Clone> Volume<T> {
             shape[2] + before[2] + after[2],
         ];
         self.extract(
-            [-(before[0] as i64), -(before[1] as i64), -(before[2] as i64)],
+            [
+                -(before[0] as i64),
+                -(before[1] as i64),
+                -(before[2] as i64),
+            ],
             size,
             fill,
         )
@@ -259,7 +265,9 @@ impl<T> Volume<T> {
 /// Number of voxels of `shape`, refusing zero-sized axes and overflow.
 pub fn checked_len(shape: [usize; 3]) -> Result<usize> {
     if shape.contains(&0) {
-        return Err(IoError::Invalid(format!("shape {shape:?} has an empty axis")));
+        return Err(IoError::Invalid(format!(
+            "shape {shape:?} has an empty axis"
+        )));
     }
     shape
         .iter()
@@ -296,7 +304,10 @@ mod tests {
     #[test]
     fn c_order_input_is_converted() {
         let a = Array3::from_shape_fn((2, 3, 4), |(i, j, k)| (i + 10 * j + 100 * k) as i32);
-        let v = Volume::new(a.clone(), Affine::from_spacing_origin([1.0; 3], [0.0; 3]).unwrap());
+        let v = Volume::new(
+            a.clone(),
+            Affine::from_spacing_origin([1.0; 3], [0.0; 3]).unwrap(),
+        );
         assert_eq!(v.data(), &a);
         assert_eq!(v.as_raster_slice()[1], 1);
         assert_eq!(v.as_raster_slice()[2], 10);
@@ -307,7 +318,10 @@ mod tests {
         let v = ramp();
         let c = v.crop([1, 2, 3], [2, 2, 2]).unwrap();
         assert_eq!(c.data()[[0, 0, 0]], v.data()[[1, 2, 3]]);
-        assert_eq!(c.affine().voxel_to_world([0.0; 3]), v.affine().voxel_to_world([1.0, 2.0, 3.0]));
+        assert_eq!(
+            c.affine().voxel_to_world([0.0; 3]),
+            v.affine().voxel_to_world([1.0, 2.0, 3.0])
+        );
         let p = v.pad([1, 0, 2], [0, 3, 0], -1.0).unwrap();
         assert_eq!(p.shape(), [5, 8, 8]);
         assert_eq!(p.data()[[0, 0, 0]], -1.0);

@@ -1,10 +1,10 @@
 //! One module per `petseg` verb.
 
 pub mod components;
+pub mod convert;
+pub mod demo;
 pub mod evaluate;
 pub mod info;
 pub mod phantom;
-pub mod convert;
-pub mod train;
 pub mod predict;
-pub mod demo;
+pub mod train;
