@@ -4,6 +4,7 @@
 //!   written into a manifest (and optionally nnU-Net's `splits_final.json`).
 //! * `report`: the study's tables, figures and a self-contained HTML page
 //!   from a results folder of `petseg evaluate` outputs.
+//! * `sweep`: a resumable grid of train → predict → evaluate cells.
 
 use std::path::PathBuf;
 
@@ -13,6 +14,7 @@ use petseg_io::manifest::Manifest;
 
 mod report;
 mod split;
+mod sweep;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "petseg project chores")]
@@ -33,6 +35,34 @@ enum Command {
         after_help = "Example:\n  cargo xtask report --results results/smoke --out results/smoke/report"
     )]
     Report(ReportArgs),
+    /// Run (or resume) a grid of train → predict → evaluate cells; `sweep status` shows it.
+    #[command(after_help = "Examples:\n  \
+        cargo xtask sweep --grid sweeps/smoke.toml --jobs 1\n  \
+        cargo xtask sweep --grid sweeps/paper.toml --dry-run\n  \
+        cargo xtask sweep status --grid sweeps/smoke.toml")]
+    Sweep(SweepArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SweepArgs {
+    /// `status`: only show the state of every cell.
+    #[arg(value_parser = ["status"])]
+    action: Option<String>,
+    /// The grid file (sweeps/NAME.toml); writes results/NAME and runs/NAME.
+    #[arg(long)]
+    grid: PathBuf,
+    /// Where cells run: `local` (the SLURM executor is not implemented).
+    #[arg(long, default_value = "local", value_parser = ["local"])]
+    executor: String,
+    /// Cells run at the same time.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Print the commands each unfinished cell would run, run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// The petseg binary.
+    #[arg(long, default_value = "target/release/petseg")]
+    petseg: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,6 +119,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Split(args) => run_split(args),
+        Command::Sweep(args) => run_sweep(args),
         Command::Report(args) => {
             let out = args.out.unwrap_or_else(|| args.results.join("report"));
             for p in report::run(&args.results, &out, &args.proposed)? {
@@ -97,6 +128,42 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn run_sweep(args: SweepArgs) -> Result<()> {
+    let grid = sweep::grid::Grid::load(&args.grid)?;
+    let layout = sweep::Layout::for_grid(&args.grid)?;
+    if args.action.is_some() {
+        print!("{}", sweep::status(&grid, &layout));
+        return Ok(());
+    }
+    if args.dry_run {
+        if let Some(r) = &grid.slurm {
+            println!("# slurm resources (not used by the local executor): {r:?}");
+        }
+        for cell in grid.cells() {
+            let steps = sweep::plan(&grid, &layout, &cell);
+            if steps.is_empty() {
+                println!("# {}: done", cell.name);
+            }
+            for (_, a) in steps {
+                println!("{} {}", args.petseg.display(), a.join(" "));
+            }
+        }
+        return Ok(());
+    }
+    anyhow::ensure!(
+        args.petseg.is_file(),
+        "petseg binary {} not found (cargo build --release -p petseg-cli, or --petseg PATH)",
+        args.petseg.display()
+    );
+    let exec = sweep::Local {
+        petseg: args.petseg.clone(),
+    };
+    let failed = sweep::run(&grid, &layout, &exec, args.jobs)?;
+    print!("{}", sweep::status(&grid, &layout));
+    anyhow::ensure!(failed.is_empty(), "cells failed: {}", failed.join(", "));
+    Ok(())
 }
 
 fn run_split(args: SplitArgs) -> Result<()> {

@@ -177,8 +177,10 @@ pub fn tables(data: &ReportData) -> Vec<Table> {
             "DSC per patient (lesion-free cases have none). TP/FP/FN: mean lesions per case \
              under the SUVmax criterion C3 (cases with a PET). F1: mean per-patient F1 under C3. \
              p: one-tailed paired Wilcoxon signed-rank test of {} against the baseline on \
-             per-patient DSC paired by case id (H1: {} greater; normal approximation with \
-             continuity correction when n > 50 or ties).",
+             per-patient DSC paired by case id, pairs without a DSC dropped (H1: {} greater; \
+             SciPy's method=\"auto\": exact for n ≤ 50 without ties or zeros, else a \
+             permutation test for n ≤ 13, else the normal approximation with continuity \
+             correction).",
             data.proposed_loss, data.proposed_loss
         ),
         header: [
