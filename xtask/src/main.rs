@@ -147,7 +147,17 @@ fn run_sweep(args: SweepArgs) -> Result<()> {
                 println!("# {}: done", cell.name);
             }
             for (_, a) in steps {
-                println!("{} {}", args.petseg.display(), a.join(" "));
+                let quoted: Vec<String> = a
+                    .iter()
+                    .map(|w| {
+                        if w.contains(' ') {
+                            format!("'{w}'")
+                        } else {
+                            w.clone()
+                        }
+                    })
+                    .collect();
+                println!("{} {}", args.petseg.display(), quoted.join(" "));
             }
         }
         return Ok(());

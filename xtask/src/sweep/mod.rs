@@ -322,8 +322,11 @@ fn run_cell(
 /// names of the cells that failed (each failure is reported on stderr and
 /// does not stop the others).
 pub fn run(grid: &Grid, layout: &Layout, exec: &dyn Executor, jobs: usize) -> Result<Vec<String>> {
-    let manifest = Manifest::load(&grid.manifest)
-        .with_context(|| format!("reading manifest {}", grid.manifest.display()))?;
+    // Absolute, so that the evaluation manifests' roots are rewritten right.
+    let path = std::path::absolute(&grid.manifest)
+        .with_context(|| format!("resolving {}", grid.manifest.display()))?;
+    let manifest =
+        Manifest::load(&path).with_context(|| format!("reading manifest {}", path.display()))?;
     let cells: Vec<CellSpec> = grid
         .cells()
         .into_iter()
