@@ -345,3 +345,114 @@ fn bad_input_fails_without_partial_output() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no cell folder"));
 }
+
+/// A cube of `value` at `lo..lo+4` in a 16×8×16 volume.
+fn cube(lo: [usize; 3], value: f32, background: f32) -> petseg_io::volume::Volume<f32> {
+    let shape = [16, 8, 16];
+    let mut v = vec![background; 16 * 8 * 16];
+    for z in lo[2]..lo[2] + 4 {
+        for y in lo[1]..lo[1] + 4 {
+            for x in lo[0]..lo[0] + 4 {
+                v[x + 16 * (y + 8 * z)] = value;
+            }
+        }
+    }
+    let affine = petseg_io::Affine::from_spacing_origin([4.0; 3], [0.0; 3]).unwrap();
+    petseg_io::volume::Volume::from_raster(shape, v, affine).unwrap()
+}
+
+#[test]
+fn overlays_drawn_from_cell_json_and_skipped_without_it() {
+    use petseg_io::nifti::write_nifti;
+    let tmp = tempdir();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let ids = ["c0", "c1", "c2"];
+    let mut cases = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        write_nifti(
+            data.join(format!("{id}_pet.nii.gz")),
+            &cube([4, 2, 4 + i], 9.0, 0.5),
+        )
+        .unwrap();
+        write_nifti(
+            data.join(format!("{id}_ct.nii.gz")),
+            &cube([0, 0, 0], 0.0, 0.0),
+        )
+        .unwrap();
+        write_nifti(
+            data.join(format!("{id}_gt.nii.gz")),
+            &cube([4, 2, 4 + i], 1.0, 0.0),
+        )
+        .unwrap();
+        cases.push(serde_json::json!({
+            "id": id, "patient_id": id, "ct": format!("{id}_ct.nii.gz"),
+            "pet": format!("{id}_pet.nii.gz"), "label": format!("{id}_gt.nii.gz")
+        }));
+    }
+    let manifest = data.join("manifest.json");
+    std::fs::write(
+        &manifest,
+        serde_json::json!({"name": "toy", "cases": cases}).to_string(),
+    )
+    .unwrap();
+    let results = tmp.path().join("results");
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for (loss, with_images) in [("dice", false), ("l1dfl", true)] {
+        let cell = results.join(format!("segresnet__{loss}"));
+        let preds = cell.join("preds");
+        std::fs::create_dir_all(&preds).unwrap();
+        let mut csv = format!("{HEADER}\n");
+        for id in ids {
+            let t = Truth {
+                id: id.to_string(),
+                n_gt: 1,
+                tmtv_ml: 4.0,
+                dmax_cm: 0.0,
+                base_dice: 0.5,
+                has_pet: true,
+            };
+            csv.push_str(&row(&t, 0.0, &mut rng));
+            // Shifted prediction: partly overlapping the GT.
+            write_nifti(
+                preds.join(format!("{id}.nii.gz")),
+                &cube([6, 2, 6], 1.0, 0.0),
+            )
+            .unwrap();
+        }
+        std::fs::write(cell.join("patients.csv"), csv).unwrap();
+        if with_images {
+            let meta = serde_json::json!({
+                "network": "segresnet", "loss": loss,
+                "eval_manifest": manifest, "predictions": preds,
+            });
+            std::fs::write(cell.join("cell.json"), meta.to_string()).unwrap();
+        }
+    }
+    let out = tmp.path().join("report");
+    let o = xtask_report(&results, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let png = std::fs::read(out.join("overlay_segresnet.png")).expect("overlay drawn");
+    let mut dec = png::Decoder::new(std::io::Cursor::new(&png[..]));
+    dec.set_transformations(png::Transformations::EXPAND);
+    let mut reader = dec.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let ch = info.color_type.samples();
+    let has = |rgb: [u8; 3]| buf.chunks(ch).any(|p| p[..3] == rgb);
+    assert!(has([0, 170, 0]), "no GT outline");
+    assert!(has([220, 0, 0]), "no prediction outline");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(img_sources(&html).len(), 4);
+
+    // Without cell.json paths: no overlay, and the report says why.
+    std::fs::remove_file(results.join("segresnet__l1dfl/cell.json")).unwrap();
+    let o = xtask_report(&results, &out);
+    assert!(o.status.success());
+    assert!(!out.join("overlay_segresnet.png").exists());
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("PET MIP overlays of segresnet / l1dfl skipped"),
+        "{md}"
+    );
+}

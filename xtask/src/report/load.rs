@@ -8,8 +8,12 @@
 //!   <network>__<loss>[__fold<k>]/   one cell
 //!     patients.csv                   required (petseg_eval::report::PATIENT_COLUMNS)
 //!     lesions.csv, summary.json, …   optional, not read here
-//!     cell.json                      optional: {"network": …, "loss": …, "fold": …}
+//!     cell.json                      optional: {"network": …, "loss": …, "fold": …,
+//!                                    "eval_manifest": …, "predictions": …}
 //! ```
+//!
+//! `eval_manifest` and `predictions` (absolute paths, written by `cargo
+//! xtask sweep`) enable the PET MIP overlays.
 //!
 //! `cell.json`, when present, overrides the names parsed from the folder
 //! name. Folders without `patients.csv` are ignored. The folds of one
@@ -35,6 +39,20 @@ pub struct Cell {
     pub folders: Vec<PathBuf>,
     /// Per-patient metrics of every fold.
     pub cases: Vec<PatientMetrics>,
+    /// The first folder's evaluation manifest, predictions folder and case
+    /// ids, when its `cell.json` records them (for the overlays).
+    pub images: Option<Images>,
+}
+
+/// Where a cell folder's images are.
+#[derive(Debug, Clone)]
+pub struct Images {
+    /// Manifest of the evaluated cases.
+    pub eval_manifest: PathBuf,
+    /// Folder of `{id}.nii.gz` predicted masks.
+    pub predictions: PathBuf,
+    /// Case ids of this folder.
+    pub ids: Vec<String>,
 }
 
 impl Cell {
@@ -49,6 +67,8 @@ impl Cell {
 struct CellJson {
     network: String,
     loss: String,
+    eval_manifest: Option<PathBuf>,
+    predictions: Option<PathBuf>,
 }
 
 /// Parses `<network>__<loss>[__fold<k>]` into (network, loss).
@@ -81,6 +101,7 @@ pub fn load_results(results: &Path) -> Result<Vec<Cell>> {
     for dir in dirs {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let cell_json = dir.join("cell.json");
+        let mut images = None;
         let (network, loss) = if cell_json.is_file() {
             let text = std::fs::read_to_string(&cell_json)
                 .with_context(|| format!("reading {}", cell_json.display()))?;
@@ -90,6 +111,9 @@ pub fn load_results(results: &Path) -> Result<Vec<Cell>> {
                     cell_json.display()
                 )
             })?;
+            if let (Some(eval_manifest), Some(predictions)) = (c.eval_manifest, c.predictions) {
+                images = Some((eval_manifest, predictions));
+            }
             (c.network, c.loss)
         } else {
             parse_cell_name(name).with_context(|| {
@@ -111,7 +135,15 @@ pub fn load_results(results: &Path) -> Result<Vec<Cell>> {
                 loss,
                 folders: Vec::new(),
                 cases: Vec::new(),
+                images: None,
             });
+        if let (None, Some((eval_manifest, predictions))) = (&cell.images, images) {
+            cell.images = Some(Images {
+                eval_manifest,
+                predictions,
+                ids: rows.iter().map(|r| r.case_id.clone()).collect(),
+            });
+        }
         cell.folders.push(dir.clone());
         cell.cases.extend(rows);
     }

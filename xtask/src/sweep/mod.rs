@@ -278,14 +278,15 @@ fn run_cell(
         let e: Vec<String> = cell.extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
         network += &format!("[{}]", e.join(","));
     }
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let meta = serde_json::json!({
         "network": network,
         "loss": cell.loss,
         "fold": cell.fold,
-        "manifest": grid.manifest,
-        "eval_manifest": res.join("eval_manifest.json"),
-        "predictions": res.join("preds"),
-        "run_dir": run,
+        "manifest": abs(&grid.manifest),
+        "eval_manifest": abs(&res.join("eval_manifest.json")),
+        "predictions": abs(&res.join("preds")),
+        "run_dir": abs(&run),
     });
     touch(
         &res.join("cell.json"),
