@@ -33,13 +33,13 @@ fn f1(tp: u64, fp: u64, fn_: u64) -> String {
     }
 }
 
-fn row(t: &Truth, shift: f64, rng: &mut ChaCha8Rng) -> String {
+fn row(t: &Truth, shift: f64, decimals: usize, rng: &mut ChaCha8Rng) -> String {
     let dice = if t.n_gt == 0 {
         String::new()
     } else {
-        // Rounded to 3 decimals so that ties between losses occur.
+        // Few decimals make ties between losses (SciPy's other methods).
         let d = (t.base_dice + shift + rng.random_range(-0.08..0.08)).clamp(0.0, 1.0);
-        format!("{:.3}", d)
+        format!("{d:.decimals$}")
     };
     let tp = rng.random_range(0..=t.n_gt);
     let fp = rng.random_range(0..3u64);
@@ -63,12 +63,20 @@ fn row(t: &Truth, shift: f64, rng: &mut ChaCha8Rng) -> String {
     )
 }
 
-/// Writes `results/` with two networks × three losses; `attention_unet`
-/// (30 cases) is split into two folds (exact/permutation Wilcoxon paths),
-/// `segresnet` (70 cases) has one folder per loss (normal approximation).
+/// Writes `results/` with four networks × three losses, chosen so that
+/// every p-value method of SciPy's `method="auto"` is used: `segresnet`
+/// (70 cases: normal approximation), `attention_unet` (30 cases in two
+/// folds, DSC to 3 decimals: ties, normal approximation), `unet_mid` (20
+/// cases, full precision: exact), `unet_tiny` (12 cases, 1 decimal:
+/// ties, permutation).
 fn synthetic_results(dir: &Path, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    for (network, n_cases, folds) in [("attention_unet", 30usize, 2usize), ("segresnet", 70, 1)] {
+    for (network, n_cases, folds, decimals) in [
+        ("attention_unet", 30usize, 2usize, 3usize),
+        ("segresnet", 70, 1, 3),
+        ("unet_mid", 20, 1, 12),
+        ("unet_tiny", 12, 1, 1),
+    ] {
         let truths: Vec<Truth> = (0..n_cases)
             .map(|i| {
                 let n_gt = [0u64, 1, 1, 2, 3, 5][rng.random_range(0..6usize)];
@@ -97,7 +105,7 @@ fn synthetic_results(dir: &Path, seed: u64) {
                 std::fs::create_dir_all(&cell).unwrap();
                 let mut csv = format!("{HEADER}\n");
                 for t in truths.iter().skip(fold).step_by(folds) {
-                    csv.push_str(&row(t, shift, &mut rng));
+                    csv.push_str(&row(t, shift, decimals, &mut rng));
                 }
                 std::fs::write(cell.join("patients.csv"), csv).unwrap();
             }
@@ -252,6 +260,21 @@ fn report_is_complete_self_contained_and_agrees_with_scipy() {
         "external resources"
     );
 
+    // Every p-value method is exercised.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let methods: std::collections::BTreeSet<String> = json["table1"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["wilcoxon"].as_array().unwrap().clone())
+        .map(|t| t["test"]["method"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        methods.into_iter().collect::<Vec<_>>(),
+        ["asymptotic", "exact", "permutation"]
+    );
+
     // Independent recomputation with NumPy/SciPy.
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/check_report.py");
     match Command::new("python3")
@@ -273,7 +296,7 @@ fn report_is_complete_self_contained_and_agrees_with_scipy() {
                 String::from_utf8_lossy(&o.stderr)
             );
             let msg = String::from_utf8_lossy(&o.stdout);
-            assert!(msg.contains("6 cells, 4 Wilcoxon tests"), "{msg}");
+            assert!(msg.contains("12 cells, 8 Wilcoxon tests"), "{msg}");
         }
         _ => skip_or_panic("python3 with numpy and scipy"),
     }
@@ -412,7 +435,7 @@ fn overlays_drawn_from_cell_json_and_skipped_without_it() {
                 base_dice: 0.5,
                 has_pet: true,
             };
-            csv.push_str(&row(&t, 0.0, &mut rng));
+            csv.push_str(&row(&t, 0.0, 3, &mut rng));
             // Shifted prediction: partly overlapping the GT.
             write_nifti(
                 preds.join(format!("{id}.nii.gz")),
