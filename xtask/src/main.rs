@@ -45,14 +45,20 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct SweepArgs {
-    /// `status`: only show the state of every cell.
-    #[arg(value_parser = ["status"])]
+    /// `status`: only show the state of every cell; `run-cell`: run the
+    /// cell `--cell` (what each SLURM array task does).
+    #[arg(value_parser = ["status", "run-cell"])]
     action: Option<String>,
+    /// The cell of `run-cell`.
+    #[arg(long, required_if_eq("action", "run-cell"))]
+    cell: Option<String>,
     /// The grid file (sweeps/NAME.toml); writes results/NAME and runs/NAME.
     #[arg(long)]
     grid: PathBuf,
-    /// Where cells run: `local` (the SLURM executor is not implemented).
-    #[arg(long, default_value = "local", value_parser = ["local"])]
+    /// Where cells run: `local`, or `slurm` (writes the job-array script
+    /// RESULTS/slurm/sweep.sbatch and submits it with `sbatch`; with
+    /// --dry-run only writes it).
+    #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
     executor: String,
     /// Cells run at the same time.
     #[arg(long, default_value_t = 1)]
@@ -133,9 +139,19 @@ fn run(cli: Cli) -> Result<()> {
 fn run_sweep(args: SweepArgs) -> Result<()> {
     let grid = sweep::grid::Grid::load(&args.grid)?;
     let layout = sweep::Layout::for_grid(&args.grid)?;
-    if args.action.is_some() {
-        print!("{}", sweep::status(&grid, &layout));
-        return Ok(());
+    let exec = sweep::Local {
+        petseg: args.petseg.clone(),
+    };
+    match (args.action.as_deref(), &args.cell) {
+        (Some("status"), _) => {
+            print!("{}", sweep::status(&grid, &layout));
+            return Ok(());
+        }
+        (Some(_), Some(cell)) => return sweep::run_one(&grid, &layout, &exec, cell),
+        _ => {}
+    }
+    if args.executor == "slurm" {
+        return submit_slurm(&args, &grid, &layout);
     }
     if args.dry_run {
         if let Some(r) = &grid.slurm {
@@ -167,12 +183,67 @@ fn run_sweep(args: SweepArgs) -> Result<()> {
         "petseg binary {} not found (cargo build --release -p petseg-cli, or --petseg PATH)",
         args.petseg.display()
     );
-    let exec = sweep::Local {
-        petseg: args.petseg.clone(),
-    };
     let failed = sweep::run(&grid, &layout, &exec, args.jobs)?;
     print!("{}", sweep::status(&grid, &layout));
     anyhow::ensure!(failed.is_empty(), "cells failed: {}", failed.join(", "));
+    Ok(())
+}
+
+fn submit_slurm(args: &SweepArgs, grid: &sweep::grid::Grid, layout: &sweep::Layout) -> Result<()> {
+    let resources = grid
+        .slurm
+        .as_ref()
+        .context("the grid has no [slurm] table")?;
+    let cells: Vec<_> = grid
+        .cells()
+        .into_iter()
+        .filter(|c| sweep::state(layout, c) != sweep::CellState::Done)
+        .collect();
+    if cells.is_empty() {
+        print!("{}", sweep::status(grid, layout));
+        return Ok(());
+    }
+    let dir = layout.results.join("slurm");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let name = args
+        .grid
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("sweep");
+    let script = sweep::slurm::script(
+        name,
+        &cells,
+        resources,
+        &std::env::current_exe().context("locating the xtask binary")?,
+        &abs(&args.grid),
+        &abs(&args.petseg),
+        &std::env::current_dir()?,
+        &abs(&dir),
+    );
+    let path = dir.join("sweep.sbatch");
+    let tmp = dir.join("sweep.sbatch.tmp");
+    std::fs::write(&tmp, script).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {} ({} array tasks)", path.display(), cells.len());
+    if args.dry_run {
+        return Ok(());
+    }
+    let o = std::process::Command::new("sbatch")
+        .arg("--parsable")
+        .arg(&path)
+        .output()
+        .context("running sbatch (is SLURM installed?)")?;
+    anyhow::ensure!(
+        o.status.success(),
+        "sbatch failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    println!(
+        "submitted job {}; follow it with `squeue`, then `cargo xtask sweep status --grid {}`",
+        String::from_utf8_lossy(&o.stdout).trim(),
+        args.grid.display()
+    );
     Ok(())
 }
 

@@ -30,6 +30,7 @@ use anyhow::{bail, Context, Result};
 use petseg_io::manifest::Manifest;
 
 pub mod grid;
+pub mod slurm;
 
 use grid::{CellSpec, Grid};
 
@@ -319,6 +320,23 @@ fn run_cell(
     Ok(())
 }
 
+/// Runs (or resumes) the cell named `name` (a SLURM array task).
+pub fn run_one(grid: &Grid, layout: &Layout, exec: &dyn Executor, name: &str) -> Result<()> {
+    let cell = grid
+        .cells()
+        .into_iter()
+        .find(|c| c.name == name)
+        .with_context(|| format!("no cell {name} in the grid"))?;
+    if state(layout, &cell) == CellState::Done {
+        return Ok(());
+    }
+    let path = std::path::absolute(&grid.manifest)
+        .with_context(|| format!("resolving {}", grid.manifest.display()))?;
+    let manifest =
+        Manifest::load(&path).with_context(|| format!("reading manifest {}", path.display()))?;
+    run_cell(grid, &manifest, layout, &cell, exec)
+}
+
 /// Runs every unfinished cell with `jobs` cells at a time; returns the
 /// names of the cells that failed (each failure is reported on stderr and
 /// does not stop the others).
@@ -525,6 +543,21 @@ mod tests {
             steps(&again),
             [format!("{n}: evaluate"), format!("{n}: predict")]
         );
+    }
+
+    #[test]
+    fn run_one_runs_only_the_named_cell() {
+        let dir = tempfile::tempdir().unwrap();
+        let (grid, layout) = setup(dir.path());
+        let cells = grid.cells();
+        let f = fake(&layout, None);
+        run_one(&grid, &layout, &f, &cells[1].name).unwrap();
+        assert_eq!(state(&layout, &cells[0]), CellState::Pending);
+        assert_eq!(state(&layout, &cells[1]), CellState::Done);
+        assert_eq!(steps(&f).len(), 3);
+        run_one(&grid, &layout, &f, &cells[1].name).unwrap();
+        assert_eq!(steps(&f).len(), 3);
+        assert!(run_one(&grid, &layout, &f, "nope").is_err());
     }
 
     #[test]
