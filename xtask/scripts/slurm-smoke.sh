@@ -14,6 +14,7 @@ work=$(realpath -m "${1:-$(mktemp -d)}")
 mkdir -p "$work"
 host=$(hostname -s)
 cpus=$(nproc)
+mem_mb=$(( $(free -m | awk '/^Mem:/{print $2}') * 9 / 10 ))
 
 # One-node cluster, state and logs under $work/slurm.
 s=$work/slurm
@@ -39,7 +40,7 @@ SchedulerType=sched/backfill
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 ReturnToService=2
-NodeName=$host CPUs=$cpus RealMemory=8000 State=UNKNOWN
+NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF=$s/slurm.conf
