@@ -50,6 +50,11 @@ const N_TEST: usize = 4;
 /// Validation cases.
 const N_VAL: usize = 2;
 
+/// The demo's run config. It departs from the study's recipe (lr 2e-4,
+/// random affine p = 0.5) because the demo has ~300 optimiser steps: with
+/// lr 5e-3 and the affine, the net predicted nothing (held-out DSC 0.000);
+/// with lr 1e-2 and no affine, held-out mean DSC 0.222 on seed 2026
+/// (crates/petseg-train/README.md, "Known gaps").
 fn run_config(out: &std::path::Path, seed: u64, epochs: usize, steps: usize) -> Result<RunConfig> {
     let text = format!(
         r#"
@@ -69,8 +74,10 @@ name = "l1dfl"
 spacing_mm = [4.0, 4.0, 4.0]
 [augment]
 patch_size = [32, 32, 32]
+[augment.affine]
+prob = 0.0
 [optimizer]
-lr = 5e-3
+lr = 1e-2
 [schedule]
 epochs = {epochs}
 batch_size = 4
