@@ -57,13 +57,16 @@ pub struct TrainState {
     pub config: RunConfig,
 }
 
+/// Marks the temporary siblings of [`write_atomic`]: `.{name}{TMP_MARK}{pid}`.
+const TMP_MARK: &str = ".tmp-";
+
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| TrainError::file(path, "not a file path"))?
         .to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(format!(".{name}{TMP_MARK}{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -80,6 +83,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         TrainError::file(path, e)
     })
+}
+
+/// Removes the temporary files that a process killed inside
+/// [`write_atomic`] left in `dir` (the targets themselves are intact), and
+/// returns how many. A run folder belongs to one training process, so the
+/// trainer calls this when it starts or resumes.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(TrainError::file(dir, e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| TrainError::file(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_temporary = name.starts_with('.')
+            && name
+                .rsplit_once(TMP_MARK)
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        if is_temporary && entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::remove_file(entry.path()).map_err(|e| TrainError::file(&entry.path(), e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {

@@ -13,7 +13,8 @@ use petseg_io::manifest::Manifest;
 use petseg_models::Segmenter;
 
 use crate::checkpoint::{
-    load_checkpoint, read_state, save_checkpoint, save_weights, write_atomic, TrainState,
+    load_checkpoint, read_state, remove_stale_temporaries, save_checkpoint, save_weights,
+    write_atomic, TrainState,
 };
 use crate::config::RunConfig;
 use crate::data::{fold_ids, load_cases};
@@ -129,6 +130,7 @@ pub fn train_on(
     }
     let dir = &cfg.run_dir;
     std::fs::create_dir_all(dir).map_err(|e| TrainError::file(dir, e))?;
+    remove_stale_temporaries(dir)?;
     let device = Device::Cpu;
     let varmap = VarMap::new();
     let net = cfg.model.build_seeded(&varmap, cfg.seed, &device)?;
