@@ -39,15 +39,20 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         cargo xtask sweep --grid sweeps/smoke.toml --jobs 1\n  \
         cargo xtask sweep --grid sweeps/paper.toml --dry-run\n  \
+        cargo xtask sweep --grid sweeps/paper.toml --executor slurm --poll-secs 60\n  \
+        cargo xtask sweep --grid sweeps/paper.toml --executor slurm --no-follow\n  \
+        cargo xtask sweep follow --grid sweeps/paper.toml\n  \
         cargo xtask sweep status --grid sweeps/smoke.toml")]
     Sweep(SweepArgs),
 }
 
 #[derive(Debug, clap::Args)]
 struct SweepArgs {
-    /// `status`: only show the state of every cell; `run-cell`: run the
+    /// `status`: show the state of every cell (and, for a SLURM-run grid,
+    /// its array task's scheduler state); `follow`: follow the last
+    /// recorded SLURM job (or `--job`) to its end; `run-cell`: run the
     /// cell `--cell` (what each SLURM array task does).
-    #[arg(value_parser = ["status", "run-cell"])]
+    #[arg(value_parser = ["status", "follow", "run-cell"])]
     action: Option<String>,
     /// The cell of `run-cell`.
     #[arg(long, required_if_eq("action", "run-cell"))]
@@ -56,7 +61,8 @@ struct SweepArgs {
     #[arg(long)]
     grid: PathBuf,
     /// Where cells run: `local`, or `slurm` (writes the job-array script
-    /// RESULTS/slurm/sweep.sbatch and submits it with `sbatch`; with
+    /// RESULTS/slurm/sweep.sbatch, submits it with `sbatch`, records the
+    /// job in RESULTS/slurm/jobs.json and follows it to its end; with
     /// --dry-run only writes it).
     #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
     executor: String,
@@ -66,6 +72,16 @@ struct SweepArgs {
     /// Print the commands each unfinished cell would run, run nothing.
     #[arg(long)]
     dry_run: bool,
+    /// SLURM: return right after submitting instead of following the job
+    /// (`sweep follow` re-attaches).
+    #[arg(long, visible_alias = "detach")]
+    no_follow: bool,
+    /// SLURM: seconds between two `squeue` polls while following.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    poll_secs: u64,
+    /// `follow`: the recorded job to follow (default: the last one).
+    #[arg(long)]
+    job: Option<u64>,
     /// The petseg binary.
     #[arg(long, default_value = "target/release/petseg")]
     petseg: PathBuf,
@@ -142,16 +158,29 @@ fn run_sweep(args: SweepArgs) -> Result<()> {
     let exec = sweep::Local {
         petseg: args.petseg.clone(),
     };
+    let poll = std::time::Duration::from_secs(args.poll_secs);
     match (args.action.as_deref(), &args.cell) {
         (Some("status"), _) => {
-            print!("{}", sweep::status(&grid, &layout));
+            let (column, notes) = sweep::slurm::status_column(&grid, &layout)?;
+            print!("{}", sweep::status(&grid, &layout, &column));
+            for n in notes {
+                println!("note: {n}");
+            }
             return Ok(());
         }
+        (Some("follow"), _) => return sweep::slurm::follow_recorded(&layout, args.job, poll),
         (Some(_), Some(cell)) => return sweep::run_one(&grid, &layout, &exec, cell),
         _ => {}
     }
     if args.executor == "slurm" {
-        return submit_slurm(&args, &grid, &layout);
+        let mode = if args.dry_run {
+            sweep::slurm::Mode::DryRun
+        } else if args.no_follow {
+            sweep::slurm::Mode::Detach
+        } else {
+            sweep::slurm::Mode::Follow(poll)
+        };
+        return sweep::slurm::submit(&grid, &layout, &args.grid, &args.petseg, mode);
     }
     if args.dry_run {
         if let Some(r) = &grid.slurm {
@@ -184,66 +213,8 @@ fn run_sweep(args: SweepArgs) -> Result<()> {
         args.petseg.display()
     );
     let failed = sweep::run(&grid, &layout, &exec, args.jobs)?;
-    print!("{}", sweep::status(&grid, &layout));
+    print!("{}", sweep::status(&grid, &layout, &Default::default()));
     anyhow::ensure!(failed.is_empty(), "cells failed: {}", failed.join(", "));
-    Ok(())
-}
-
-fn submit_slurm(args: &SweepArgs, grid: &sweep::grid::Grid, layout: &sweep::Layout) -> Result<()> {
-    let resources = grid
-        .slurm
-        .as_ref()
-        .context("the grid has no [slurm] table")?;
-    let cells: Vec<_> = grid
-        .cells()
-        .into_iter()
-        .filter(|c| sweep::state(layout, c) != sweep::CellState::Done)
-        .collect();
-    if cells.is_empty() {
-        print!("{}", sweep::status(grid, layout));
-        return Ok(());
-    }
-    let dir = layout.results.join("slurm");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let name = args
-        .grid
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("sweep");
-    let script = sweep::slurm::script(
-        name,
-        &cells,
-        resources,
-        &std::env::current_exe().context("locating the xtask binary")?,
-        &abs(&args.grid),
-        &abs(&args.petseg),
-        &std::env::current_dir()?,
-        &abs(&dir),
-    );
-    let path = dir.join("sweep.sbatch");
-    let tmp = dir.join("sweep.sbatch.tmp");
-    std::fs::write(&tmp, script).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote {} ({} array tasks)", path.display(), cells.len());
-    if args.dry_run {
-        return Ok(());
-    }
-    let o = std::process::Command::new("sbatch")
-        .arg("--parsable")
-        .arg(&path)
-        .output()
-        .context("running sbatch (is SLURM installed?)")?;
-    anyhow::ensure!(
-        o.status.success(),
-        "sbatch failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    println!(
-        "submitted job {}; follow it with `squeue`, then `cargo xtask sweep status --grid {}`",
-        String::from_utf8_lossy(&o.stdout).trim(),
-        args.grid.display()
-    );
     Ok(())
 }
 

@@ -22,6 +22,7 @@
 //! settings are not pooled). Steps run through an [`Executor`] (the local
 //! one runs the processes; tests use a fake one).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -377,23 +378,32 @@ pub fn run(grid: &Grid, layout: &Layout, exec: &dyn Executor, jobs: usize) -> Re
     Ok(f)
 }
 
-/// The grid's cells and their states, one line each.
-pub fn status(grid: &Grid, layout: &Layout) -> String {
+/// The grid's cells and their on-disk states, one line each, followed by
+/// `scheduler[cell]` when given (the SLURM task's state, see
+/// [`slurm::status_column`]).
+pub fn status(grid: &Grid, layout: &Layout, scheduler: &BTreeMap<String, String>) -> String {
     let cells = grid.cells();
+    let width = cells.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let mut out = String::new();
     let mut done = 0;
     for c in &cells {
         let st = state(layout, c);
         done += usize::from(st == CellState::Done);
-        out += &format!("{:<10} {}\n", format!("{st:?}").to_lowercase(), c.name);
+        let line = format!(
+            "{:<10} {:<width$}",
+            format!("{st:?}").to_lowercase(),
+            c.name
+        );
+        match scheduler.get(&c.name) {
+            Some(s) => out += &format!("{line}  {s}\n"),
+            None => out += &format!("{}\n", line.trim_end()),
+        }
     }
     out + &format!("{done}/{} cells done\n", cells.len())
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use petseg_io::manifest::{CaseEntry, Fold, Split};
 
     use super::*;
@@ -523,7 +533,17 @@ mod tests {
         let again = fake(&layout, None);
         assert!(run(&grid, &layout, &again, 2).unwrap().is_empty());
         assert!(steps(&again).is_empty());
-        assert!(status(&grid, &layout).ends_with("2/2 cells done\n"));
+        assert!(status(&grid, &layout, &BTreeMap::new()).ends_with("2/2 cells done\n"));
+        let column = BTreeMap::from([(
+            grid.cells()[1].name.clone(),
+            "slurm 7_1 COMPLETED".to_string(),
+        )]);
+        assert_eq!(
+            status(&grid, &layout, &column),
+            "done       segresnet__dice__fold0\n\
+             done       segresnet__l1dfl__fold0  slurm 7_1 COMPLETED\n\
+             2/2 cells done\n"
+        );
         assert!(plan(&grid, &layout, &grid.cells()[0]).is_empty());
     }
 
@@ -568,7 +588,9 @@ mod tests {
         let f = fake(&layout, Some((&cells[1].name, "train")));
         assert_eq!(run(&grid, &layout, &f, 1).unwrap(), [cells[1].name.clone()]);
         assert_eq!(state(&layout, &cells[1]), CellState::Training);
-        assert!(status(&grid, &layout).contains("training   segresnet__l1dfl__fold0"));
+        assert!(
+            status(&grid, &layout, &BTreeMap::new()).contains("training   segresnet__l1dfl__fold0")
+        );
         let again = fake(&layout, None);
         assert!(run(&grid, &layout, &again, 1).unwrap().is_empty());
         let calls = again.calls.lock().unwrap().clone();

@@ -1,12 +1,13 @@
-//! The SLURM job-array script of a sweep: one array task per unfinished
+//! The sbatch job-array script of a sweep: one array task per unfinished
 //! cell, each running `xtask sweep run-cell` (same markers, so the same
 //! resumability rules as the local executor). Resources come from the
-//! grid's `[slurm]` table.
+//! grid's `[slurm]` table. Task `i` logs to `LOG_DIR/<array job id>_<i>.out`
+//! ([`super::jobs::Submission::log`]).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::grid::{CellSpec, Slurm};
+use crate::sweep::grid::{CellSpec, Slurm};
 
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
