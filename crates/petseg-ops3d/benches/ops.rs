@@ -4,9 +4,16 @@
 //! `scripts/bench_torch.py` measures PyTorch on the same list.
 //!
 //! usage: cargo bench -p petseg-ops3d --bench ops [-- SIZE...]   (default 96 128)
+//!
+//! `-- conv SIZE...` instead times every convolution of the two networks
+//! per direction (forward, input gradient, weight gradient) and then the
+//! PyTorch peer of each in one `python3` child (2 threads, same machine, same
+//! run), and prints the ratios. Set `PETSEG_OPS3D_CONV=gemm` to time the
+//! im2col + `gemm` kernels instead of the direct SIMD ones.
 
 use candle_core::{Device, Result, Tensor, Var};
 use petseg_ops3d::*;
+use std::process::Command;
 use std::time::Instant;
 
 const REPS: usize = 2;
@@ -106,6 +113,181 @@ fn bench(c: &Case) -> Result<(f64, f64)> {
     Ok((fwd, both))
 }
 
+/// A conv3d of the two networks: input shape, output channels, kernel, stride, padding.
+type ConvSpec = ([usize; 5], usize, usize, usize, usize);
+
+/// The conv3d shapes of SegResNet (init_filters 16) and the Attention U-Net at a
+/// patch of `s`³: encoder levels at s, s/2, s/4, s/8, their stride-2 down
+/// convolutions and the 1×1×1 up-path convolution.
+fn conv_specs(s: usize) -> Vec<ConvSpec> {
+    vec![
+        ([1, 2, s, s, s], 16, 3, 1, 1),
+        ([1, 16, s, s, s], 16, 3, 1, 1),
+        ([1, 16, s, s, s], 32, 3, 2, 1),
+        ([1, 32, s / 2, s / 2, s / 2], 32, 3, 1, 1),
+        ([1, 32, s / 2, s / 2, s / 2], 64, 3, 2, 1),
+        ([1, 64, s / 4, s / 4, s / 4], 64, 3, 1, 1),
+        ([1, 128, s / 8, s / 8, s / 8], 128, 3, 1, 1),
+        ([1, 32, s / 2, s / 2, s / 2], 16, 1, 1, 0),
+    ]
+}
+
+/// Best of `REPS` wall times of `f` after one warm-up.
+fn best(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut t = f64::MAX;
+    for _ in 0..=REPS {
+        let t0 = Instant::now();
+        f()?;
+        t = t.min(t0.elapsed().as_secs_f64());
+    }
+    Ok(t)
+}
+
+/// Our forward, input-gradient, weight-gradient and forward+backward times.
+/// The input gradient is timed as the transposed convolution it is; the
+/// weight gradient is forward+backward minus the two others (our backward
+/// always computes both gradients when both tensors are variables).
+fn conv_times((n, o, k, s, p): ConvSpec) -> Result<[f64; 4]> {
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&(Tensor::randn(0f32, 1.0, n.as_slice(), &dev)? * 0.1)?)?;
+    let w = Var::from_tensor(&(Tensor::randn(0f32, 1.0, (o, n[1], k, k, k), &dev)? * 0.1)?)?;
+    let cfg = Conv3dConfig {
+        stride: [s; 3],
+        padding: [p; 3],
+        ..Default::default()
+    };
+    let out = (n[2] + 2 * p - k) / s + 1;
+    let gy = (Tensor::randn(0f32, 1.0, (n[0], o, out, out, out), &dev)? * 0.1)?;
+    let tcfg = ConvTranspose3dConfig {
+        stride: [s; 3],
+        padding: [p; 3],
+        output_padding: [n[2] + 2 * p - k - (out - 1) * s; 3],
+        ..Default::default()
+    };
+    let fwd = best(|| conv3d(&x, &w, None, &cfg).map(drop))?;
+    let dinput = best(|| conv_transpose3d(&gy, w.as_tensor(), None, &tcfg).map(drop))?;
+    let both = best(|| {
+        let y = conv3d(&x, &w, None, &cfg)?;
+        y.sum_all()?.backward().map(drop)
+    })?;
+    Ok([fwd, dinput, (both - fwd - dinput).max(0.0), both])
+}
+
+/// PyTorch's times for the same specs, from one `python3` child process.
+const TORCH_CONV: &str = r#"
+import sys, time, torch, torch.nn.functional as F
+torch.set_num_threads(2)
+def best(f):
+    t = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter(); f(); t = min(t, time.perf_counter() - t0)
+    return t
+for line in sys.stdin:
+    n0, n1, d, o, k, s, p = map(int, line.split())
+    x = (torch.randn(n0, n1, d, d, d) * 0.1).requires_grad_(True)
+    w = (torch.randn(o, n1, k, k, k) * 0.1).requires_grad_(True)
+    y = F.conv3d(x, w, None, s, p)
+    gy = torch.randn_like(y) * 0.1
+    bw = lambda m: torch.ops.aten.convolution_backward(
+        gy, x, w, None, [s] * 3, [p] * 3, [1] * 3, False, [0] * 3, 1, m)
+    with torch.no_grad():
+        fwd = best(lambda: F.conv3d(x, w, None, s, p))
+        di = best(lambda: bw([True, False, False]))
+        dw = best(lambda: bw([False, True, False]))
+    both = best(lambda: F.conv3d(x, w, None, s, p).sum().backward())
+    print(fwd, di, dw, both, flush=True)
+"#;
+
+fn torch_conv_times(specs: &[ConvSpec]) -> std::io::Result<Vec<[f64; 4]>> {
+    let input: String = specs
+        .iter()
+        .map(|(n, o, k, s, p)| format!("{} {} {} {o} {k} {s} {p}\n", n[0], n[1], n[2]))
+        .collect();
+    let mut child = Command::new("python3")
+        .args(["-c", TORCH_CONV])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<[f64; 4]> = text
+        .lines()
+        .filter_map(|l| {
+            let v: Vec<f64> = l
+                .split_whitespace()
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            v.try_into().ok()
+        })
+        .collect();
+    if rows.len() != specs.len() {
+        return Err(std::io::Error::other(format!(
+            "python3/torch returned {} rows for {} cases (is torch installed?)",
+            rows.len(),
+            specs.len()
+        )));
+    }
+    Ok(rows)
+}
+
+/// `conv` mode: per-direction table with PyTorch ratios (torch time / ours).
+fn conv_mode(sizes: &[usize]) -> Result<()> {
+    let specs: Vec<ConvSpec> = sizes.iter().flat_map(|&s| conv_specs(s)).collect();
+    let ours: Vec<[f64; 4]> = specs
+        .iter()
+        .map(|&c| conv_times(c))
+        .collect::<Result<_>>()?;
+    let torch = torch_conv_times(&specs);
+    let kernels = match std::env::var("PETSEG_OPS3D_CONV") {
+        Ok(v) if v == "gemm" => "im2col + gemm",
+        _ => "direct SIMD",
+    };
+    println!(
+        "threads: {}, our kernels: {kernels}",
+        rayon::current_num_threads()
+    );
+    println!("| case | fwd s (ratio) | dinput s (ratio) | dweight s (ratio) | fwd+bwd s (ratio) | fwd+bwd GFLOP/s |");
+    println!("|---|---|---|---|---|---|");
+    for (i, ((n, o, k, s, p), t)) in specs.iter().zip(&ours).enumerate() {
+        let out = (n[2] + 2 * p - k) / s + 1;
+        let flops = 2.0 * (o * n[1] * k * k * k * out * out * out) as f64;
+        let cell = |j: usize| match &torch {
+            Ok(tt) => format!("{:.3} ({:.2})", t[j], tt[i][j] / t[j]),
+            Err(_) => format!("{:.3}", t[j]),
+        };
+        println!(
+            "| [1,{},{}³] {}→{o} k{k} s{s} | {} | {} | {} | {} | {:.1} |",
+            n[1],
+            n[2],
+            n[1],
+            cell(0),
+            cell(1),
+            cell(2),
+            cell(3),
+            3.0 * flops / t[3] / 1e9
+        );
+    }
+    match torch {
+        Ok(tt) => {
+            println!("\ntorch (2 threads) s: fwd / dinput / dweight / fwd+bwd");
+            for ((n, o, k, s, _), r) in specs.iter().zip(tt) {
+                println!(
+                    "[1,{},{}³] {}→{o} k{k} s{s}: {:.3} / {:.3} / {:.3} / {:.3}",
+                    n[1], n[2], n[1], r[0], r[1], r[2], r[3]
+                );
+            }
+        }
+        Err(e) => println!("\nno PyTorch column: {e}"),
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
@@ -116,6 +298,9 @@ fn main() -> Result<()> {
     } else {
         sizes
     };
+    if std::env::args().any(|a| a == "conv") {
+        return conv_mode(&sizes);
+    }
     println!("threads: {}", rayon::current_num_threads());
     println!("| case | fwd s | fwd GFLOP/s | fwd+bwd s | fwd+bwd GFLOP/s |");
     println!("|---|---|---|---|---|");

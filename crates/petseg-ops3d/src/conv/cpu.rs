@@ -6,11 +6,13 @@
 //! [`COL_BUDGET_BYTES`]; nothing proportional to the volume is allocated apart
 //! from the result itself.
 
+use super::direct;
 use super::geom::ConvGeom;
 use super::rows;
 use crate::elem::{Elem, SharedMut};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
+use std::any::{Any, TypeId};
 
 /// Upper bound of one im2col tile (rows `krows` × columns) in bytes: large
 /// enough for efficient gemm panels, small enough to stay in L2/L3.
@@ -24,16 +26,22 @@ struct TilePlan {
 }
 
 impl TilePlan {
-    fn new(g: &ConvGeom, elem_bytes: usize, min_tiles: usize) -> Self {
-        let [od, oh, ow] = g.output;
-        let rows = od * oh;
-        let by_budget = (COL_BUDGET_BYTES / (g.krows().max(1) * ow.max(1) * elem_bytes)).max(1);
+    /// Tiles whose buffer (`row_bytes` per output row) stays within `budget`
+    /// bytes, at least `min_tiles` of them when there are enough rows.
+    fn new(g: &ConvGeom, row_bytes: usize, budget: usize, min_tiles: usize) -> Self {
+        let rows = g.output[0] * g.output[1];
+        let by_budget = (budget / row_bytes.max(1)).max(1);
         // keep enough tiles so that every thread has work
         let by_parallelism = rows.div_ceil(min_tiles.max(1)).max(1);
         TilePlan {
             rows,
             rows_per_tile: by_budget.min(by_parallelism),
         }
+    }
+    /// The plan of the im2col + `gemm` kernels (column buffer ≤ [`COL_BUDGET_BYTES`]).
+    fn gemm(g: &ConvGeom, elem_bytes: usize, min_tiles: usize) -> Self {
+        let row_bytes = g.krows() * g.output[2] * elem_bytes;
+        Self::new(g, row_bytes, COL_BUDGET_BYTES, min_tiles)
     }
     fn count(&self) -> usize {
         self.rows.div_ceil(self.rows_per_tile)
@@ -42,6 +50,12 @@ impl TilePlan {
     fn tile(&self, i: usize) -> (usize, usize) {
         let r0 = i * self.rows_per_tile;
         (r0, (r0 + self.rows_per_tile).min(self.rows))
+    }
+    /// Every (sample, tile) pair, sample-major.
+    fn tasks(&self, n: usize) -> Vec<(usize, usize)> {
+        (0..n)
+            .flat_map(|b| (0..self.count()).map(move |t| (b, t)))
+            .collect()
     }
 }
 
@@ -232,9 +246,76 @@ pub(super) unsafe fn matmul<T: Elem>(
 }
 
 /// Forward convolution: `y [n, o, out]` from `x [n, c, in]` and `w [o, cg, k]`.
+/// f32 runs the direct SIMD kernels where the CPU has them (see
+/// [`direct`]); everything else the im2col/shifted-row + `gemm` kernels.
 pub(crate) fn conv_fwd<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
+    if let (Some(isa), Some(x), Some(w)) = (fast_isa(g), as_f32(x), as_f32(w)) {
+        return from_f32(direct_fwd(isa, g, x, w));
+    }
+    gemm_fwd(g, x, w)
+}
+
+/// The SIMD instruction set for the direct kernels of `g`, or `None` to use
+/// the `gemm` kernels (1×1×1 convolutions without stride and padding are a
+/// plain matrix product; `PETSEG_OPS3D_CONV=gemm` forces them everywhere, for
+/// benchmarks).
+fn fast_isa(g: &ConvGeom) -> Option<direct::Isa> {
+    if g.is_pointwise() || direct::forced_gemm() {
+        return None;
+    }
+    direct::isa()
+}
+
+/// `s` as an f32 slice when `T` is f32.
+fn as_f32<T: Elem>(s: &[T]) -> Option<&[f32]> {
+    // SAFETY: T and f32 are the same type when their TypeIds match.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) })
+}
+
+/// An f32 result as `Vec<T>`; only called when `T` is f32 (see [`as_f32`]).
+fn from_f32<T: Elem>(v: Vec<f32>) -> Vec<T> {
+    let any: Box<dyn Any> = Box::new(v);
+    *any.downcast::<Vec<T>>()
+        .expect("from_f32 is only called with T = f32")
+}
+
+/// Direct SIMD forward (f32): rayon over (sample, tile of output rows).
+pub(super) fn direct_fwd(isa: direct::Isa, g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let mut y = vec![0.0; g.y_len()];
+    let plan = TilePlan::new(
+        g,
+        direct::row_bytes(g),
+        direct::BUF_BUDGET_BYTES,
+        min_tiles_per_item(g),
+    );
+    let (in_vol, out_vol, krows, cg, og) = (g.in_vol(), g.out_vol(), g.krows(), g.cg(), g.og());
+    let packed: Vec<Vec<f32>> = (0..g.groups)
+        .map(|grp| direct::pack_weights(isa, g, &w[grp * og * krows..][..og * krows]))
+        .collect();
+    let yp = SharedMut(y.as_mut_ptr());
+    plan.tasks(g.n).par_iter().for_each_init(
+        direct::Scratch::default,
+        |s: &mut direct::Scratch, &(b, ti)| {
+            let (r0, r1) = plan.tile(ti);
+            for (grp, wpk) in packed.iter().enumerate() {
+                let xg = &x[(b * g.c + grp * cg) * in_vol..][..cg * in_vol];
+                // SAFETY: tile (b, ti) writes only rows [r0, r1) of its sample's output.
+                unsafe {
+                    let y_g = yp.ptr().add((b * g.o + grp * og) * out_vol);
+                    direct::fwd_tile(isa, g, xg, wpk, r0, r1, s, y_g);
+                }
+            }
+        },
+    );
+    y
+}
+
+/// Forward convolution with the im2col/shifted-row + `gemm` kernels (any
+/// element type; the reference of the direct kernels).
+pub(super) fn gemm_fwd<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
     let mut y = vec![T::from_f64(0.0); g.y_len()];
-    let plan = TilePlan::new(g, std::mem::size_of::<T>(), min_tiles_per_item(g));
+    let plan = TilePlan::gemm(g, std::mem::size_of::<T>(), min_tiles_per_item(g));
     let wr = w_ranges(g);
     let (in_vol, out_vol, krows, cg, og, wo) = (
         g.in_vol(),
@@ -245,10 +326,7 @@ pub(crate) fn conv_fwd<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
         g.output[2],
     );
     let yp = SharedMut(y.as_mut_ptr());
-    let tasks: Vec<(usize, usize)> = (0..g.n)
-        .flat_map(|b| (0..plan.count()).map(move |t| (b, t)))
-        .collect();
-    tasks.par_iter().for_each_init(
+    plan.tasks(g.n).par_iter().for_each_init(
         || (Vec::new(), Vec::new()),
         |(col, ytile): &mut (Vec<T>, Vec<T>), &(b, ti)| {
             let (r0, r1) = plan.tile(ti);
@@ -325,11 +403,8 @@ pub(crate) fn conv_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
     let gxp = SharedMut(gx.as_mut_ptr());
     let lhs_t = |grp: usize| (w[grp * og * krows..].as_ptr(), krows as isize, 1isize);
     if g.is_pointwise() {
-        let plan = TilePlan::new(g, std::mem::size_of::<T>(), min_tiles_per_item(g));
-        let tasks: Vec<(usize, usize)> = (0..g.n)
-            .flat_map(|b| (0..plan.count()).map(move |t| (b, t)))
-            .collect();
-        tasks.par_iter().for_each(|&(b, ti)| {
+        let plan = TilePlan::gemm(g, std::mem::size_of::<T>(), min_tiles_per_item(g));
+        plan.tasks(g.n).par_iter().for_each(|&(b, ti)| {
             let (r0, r1) = plan.tile(ti);
             let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
             for grp in 0..g.groups {
@@ -353,7 +428,7 @@ pub(crate) fn conv_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
     }
     let slab = ((g.kernel[0] - 1) * g.dilation[0] / g.stride[0]).max(1);
     let nslabs = g.output[0].div_ceil(slab);
-    let plan = TilePlan::new(g, std::mem::size_of::<T>(), 1);
+    let plan = TilePlan::gemm(g, std::mem::size_of::<T>(), 1);
     let wr = w_ranges(g);
     for phase in 0..2 {
         let tasks: Vec<(usize, usize)> = (0..g.n)
@@ -399,70 +474,47 @@ pub(crate) fn conv_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
     gx
 }
 
-/// Number of partial weight-gradient sums. Fixed (not the thread count) so
-/// that the summation order, hence the rounding, is the same on every machine
-/// and every run.
+/// Most partial weight-gradient sums.
 const WGRAD_PARTS: usize = 16;
 
-/// Weight gradient: `gw [o, cg, k] = Σ_tiles gy_tile · col_tileᵀ`. The tiles
-/// are cut into [`WGRAD_PARTS`] consecutive runs, each summed into its own
-/// accumulator in parallel; the partial sums are then added in order.
+/// Number of partial weight-gradient sums: [`WGRAD_PARTS`], fewer for small
+/// volumes (at least 32 output rows per part, so that each tile is long
+/// enough for the kernels). It depends only on the geometry (not on the thread
+/// count), so the summation order, hence the rounding, is the same on every
+/// machine and every run.
+fn wgrad_parts(g: &ConvGeom) -> usize {
+    (g.n * g.output[0] * g.output[1] / 32).clamp(1, WGRAD_PARTS)
+}
+
+/// Weight gradient: `gw [o, cg, k] = Σ_tiles gy_tile · x_tileᵀ`, with the
+/// direct SIMD kernels for f32 where available (see [`conv_fwd`]).
 pub(crate) fn conv_wgrad<T: Elem>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
+    if let (Some(isa), Some(x), Some(gy)) = (fast_isa(g), as_f32(x), as_f32(gy)) {
+        return from_f32(direct_wgrad(isa, g, x, gy));
+    }
+    gemm_wgrad(g, x, gy)
+}
+
+/// Sums `tile(scratch, acc, b, r0, r1, grp)` over every (sample, tile, group)
+/// into a weight-gradient buffer. The tiles are cut into [`wgrad_parts`]
+/// consecutive runs, each summed into its own accumulator in parallel; the
+/// partial sums are then added in order, so the result does not depend on the
+/// number of threads.
+fn wgrad_reduce<T: Elem, S: Default>(
+    g: &ConvGeom,
+    plan: &TilePlan,
+    tile: impl Fn(&mut S, &mut [T], usize, usize, usize, usize) + Sync,
+) -> Vec<T> {
     let zero = T::from_f64(0.0);
-    let plan = TilePlan::new(
-        g,
-        std::mem::size_of::<T>(),
-        WGRAD_PARTS.div_ceil(g.n.max(1)),
-    );
-    let wr = w_ranges(g);
-    let (in_vol, out_vol, krows, cg, og, wo) = (
-        g.in_vol(),
-        g.out_vol(),
-        g.krows(),
-        g.cg(),
-        g.og(),
-        g.output[2],
-    );
-    let tasks: Vec<(usize, usize)> = (0..g.n)
-        .flat_map(|b| (0..plan.count()).map(move |t| (b, t)))
-        .collect();
+    let tasks = plan.tasks(g.n);
     let partials: Vec<Vec<T>> = tasks
-        .par_chunks(tasks.len().div_ceil(WGRAD_PARTS).max(1))
+        .par_chunks(tasks.len().div_ceil(wgrad_parts(g)).max(1))
         .map(|run| {
-            let (mut acc, mut col, mut gytile) = (vec![zero; g.w_len()], Vec::new(), Vec::new());
+            let (mut acc, mut scratch) = (vec![zero; g.w_len()], S::default());
             for &(b, ti) in run {
                 let (r0, r1) = plan.tile(ti);
-                let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
                 for grp in 0..g.groups {
-                    let xg = &x[(b * g.c + grp * cg) * in_vol..][..cg * in_vol];
-                    if rows::applies(g) {
-                        let gy_g = &gy[(b * g.o + grp * og) * out_vol..][..og * out_vol];
-                        let acc_g = &mut acc[grp * og * krows..][..og * krows];
-                        rows::wgrad_tile(g, xg, gy_g, r0, r1, &mut col, &mut gytile, acc_g);
-                        continue;
-                    }
-                    // rhs = colᵀ [cols × krows]
-                    let rhs = if g.is_pointwise() {
-                        (xg[p0..].as_ptr(), in_vol as isize, 1)
-                    } else {
-                        col.resize(krows * cols, zero);
-                        im2col(g, xg, r0, r1, &wr, &mut col);
-                        (col.as_ptr(), cols as isize, 1)
-                    };
-                    // SAFETY: acc is o×krows, owned by this run; gy tile in bounds.
-                    unsafe {
-                        let lhs = gy[(b * g.o + grp * og) * out_vol + p0..].as_ptr();
-                        let dst = acc.as_mut_ptr().add(grp * og * krows);
-                        matmul(
-                            og,
-                            krows,
-                            cols,
-                            (dst, 1, krows as isize),
-                            true,
-                            (lhs, 1, out_vol as isize),
-                            rhs,
-                        );
-                    }
+                    tile(&mut scratch, &mut acc, b, r0, r1, grp);
                 }
             }
             acc
@@ -473,6 +525,84 @@ pub(crate) fn conv_wgrad<T: Elem>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
         gw.iter_mut().zip(part).for_each(|(a, &b)| *a += b);
     }
     gw
+}
+
+/// Direct SIMD weight gradient (f32).
+pub(super) fn direct_wgrad(isa: direct::Isa, g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
+    let plan = TilePlan::new(
+        g,
+        direct::row_bytes(g),
+        direct::BUF_BUDGET_BYTES,
+        wgrad_parts(g).div_ceil(g.n.max(1)),
+    );
+    let (in_vol, out_vol, krows, cg, og) = (g.in_vol(), g.out_vol(), g.krows(), g.cg(), g.og());
+    wgrad_reduce(
+        g,
+        &plan,
+        |s: &mut direct::Scratch, acc: &mut [f32], b, r0, r1, grp| {
+            let xg = &x[(b * g.c + grp * cg) * in_vol..][..cg * in_vol];
+            let gy_g = &gy[(b * g.o + grp * og) * out_vol..][..og * out_vol];
+            let acc_g = &mut acc[grp * og * krows..][..og * krows];
+            direct::wgrad_tile(isa, g, xg, gy_g, r0, r1, s, acc_g);
+        },
+    )
+}
+
+/// Weight gradient with the im2col/shifted-row + `gemm` kernels (any element
+/// type; the reference of the direct kernels).
+pub(super) fn gemm_wgrad<T: Elem>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
+    let zero = T::from_f64(0.0);
+    let plan = TilePlan::gemm(
+        g,
+        std::mem::size_of::<T>(),
+        wgrad_parts(g).div_ceil(g.n.max(1)),
+    );
+    let wr = w_ranges(g);
+    let (in_vol, out_vol, krows, cg, og, wo) = (
+        g.in_vol(),
+        g.out_vol(),
+        g.krows(),
+        g.cg(),
+        g.og(),
+        g.output[2],
+    );
+    wgrad_reduce(
+        g,
+        &plan,
+        |(col, gytile): &mut (Vec<T>, Vec<T>), acc: &mut [T], b, r0, r1, grp| {
+            let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
+            let xg = &x[(b * g.c + grp * cg) * in_vol..][..cg * in_vol];
+            if rows::applies(g) {
+                let gy_g = &gy[(b * g.o + grp * og) * out_vol..][..og * out_vol];
+                let acc_g = &mut acc[grp * og * krows..][..og * krows];
+                rows::wgrad_tile(g, xg, gy_g, r0, r1, col, gytile, acc_g);
+                return;
+            }
+            // rhs = colᵀ [cols × krows]
+            let rhs = if g.is_pointwise() {
+                (xg[p0..].as_ptr(), in_vol as isize, 1)
+            } else {
+                col.resize(krows * cols, zero);
+                im2col(g, xg, r0, r1, &wr, col);
+                (col.as_ptr(), cols as isize, 1)
+            };
+            assert!(acc.len() >= g.w_len());
+            // SAFETY: acc is o×krows (checked), owned by this run; gy tile in bounds.
+            unsafe {
+                let lhs = gy[(b * g.o + grp * og) * out_vol + p0..].as_ptr();
+                let dst = acc.as_mut_ptr().add(grp * og * krows);
+                matmul(
+                    og,
+                    krows,
+                    cols,
+                    (dst, 1, krows as isize),
+                    true,
+                    (lhs, 1, out_vol as isize),
+                    rhs,
+                );
+            }
+        },
+    )
 }
 
 /// For stride 1 the input gradient is itself a convolution: of `gy` with the

@@ -7,6 +7,7 @@
 //! weight-gradient kernel with the roles of input and output swapped.
 
 pub(crate) mod cpu;
+mod direct;
 pub(crate) mod geom;
 mod rows;
 

@@ -1,0 +1,714 @@
+//! Direct f32 convolution with register-blocked SIMD micro-kernels (x86-64
+//! AVX-512 or AVX2 + FMA, chosen at run time), for the forward and the weight
+//! gradient of every non-pointwise convolution (the stride-1 input gradient is
+//! a forward convolution, see `cpu::flipped_adjoint`).
+//!
+//! Layout of a tile of output rows `[r0, r1)` of one sample and group: for
+//! every input block `kk = (ci, kz, ky)` the input rows read by the tile are
+//! copied, zero-padded along W and de-interleaved into `sw` phases (`sw` the W
+//! stride), into `buf [kk][phase][blk]`, one row every `op = ⌈(W + 2·pw)/sw⌉`
+//! elements. Output column `ow` of tile row `t` then reads tap `kx` at
+//! `buf[(kk·sw + (kx·dw) mod sw)·blk + t·op + ow + ⌊kx·dw/sw⌋]`: every tap
+//! `(kk, kx)` is a contiguous run at a fixed offset, whatever the stride,
+//! padding or dilation. The tile's output is computed with row pitch `op`
+//! (the `op − wo` extra columns per row are computed and dropped).
+//!
+//! * Forward micro-kernel: `OB` output channels × `NV` vectors of columns of
+//!   accumulators; per tap, `NV` loads, `OB` broadcasts of the weights and
+//!   `OB·NV` FMAs.
+//! * Weight-gradient micro-kernel: `OB` output channels × `TB` taps of vector
+//!   accumulators over the tile's columns (the output gradient is copied with
+//!   zeros in the dropped columns), reduced across lanes in a fixed order at
+//!   the end of the tile.
+//!
+//! Machines without AVX2/FMA (and f64) use the im2col/shifted-row + `gemm`
+//! kernels of `cpu.rs`, which also serve as the reference in the tests below.
+
+use super::cpu::input_row;
+use super::geom::ConvGeom;
+use std::sync::OnceLock;
+
+/// The SIMD instruction set the micro-kernels run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Isa {
+    /// 16-lane f32 vectors, 32 registers.
+    Avx512,
+    /// 8-lane f32 vectors with FMA, 16 registers.
+    Avx2,
+}
+
+impl Isa {
+    /// Lanes of one f32 vector.
+    fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Avx2 => 8,
+        }
+    }
+    /// Columns computed by one forward micro-kernel call (`NV` vectors).
+    fn col_block(self) -> usize {
+        self.lanes() * FWD_NV
+    }
+    /// Output channels per micro-kernel call (forward and weight gradient):
+    /// as many as the vector registers allow (`OB·3` accumulators).
+    pub(super) fn ob(self) -> usize {
+        match self {
+            Isa::Avx512 => 8,
+            Isa::Avx2 => 4,
+        }
+    }
+}
+
+/// The largest [`Isa::ob`].
+const MAX_OB: usize = 8;
+/// Column vectors per forward micro-kernel call.
+const FWD_NV: usize = 3;
+/// Taps per weight-gradient micro-kernel call.
+const WG_TB: usize = 3;
+
+/// The best instruction set of this CPU, detected once; `None` when neither
+/// AVX-512F nor AVX2 + FMA is present (or off x86-64), in which case the
+/// `gemm` kernels run.
+pub(super) fn isa() -> Option<Isa> {
+    static ISA: OnceLock<Option<Isa>> = OnceLock::new();
+    *ISA.get_or_init(detect)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect() -> Option<Isa> {
+    if is_x86_feature_detected!("avx512f") {
+        Some(Isa::Avx512)
+    } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        Some(Isa::Avx2)
+    } else {
+        None
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect() -> Option<Isa> {
+    None
+}
+
+/// True when the environment variable `PETSEG_OPS3D_CONV` is `gemm`: the
+/// `gemm` kernels then run everywhere (to compare both in one benchmark run).
+pub(super) fn forced_gemm() -> bool {
+    static GEMM: OnceLock<bool> = OnceLock::new();
+    *GEMM.get_or_init(|| std::env::var("PETSEG_OPS3D_CONV").is_ok_and(|v| v == "gemm"))
+}
+
+/// Upper bound of one tile's input buffer in bytes (stays in L2).
+pub(super) const BUF_BUDGET_BYTES: usize = 384 << 10;
+
+/// Bytes of the input buffer per output row of a tile (for tile planning).
+pub(super) fn row_bytes(g: &ConvGeom) -> usize {
+    let sw = g.stride[2];
+    let op = (g.input[2] + 2 * g.padding[2]).div_ceil(sw);
+    g.cg() * g.kernel[0] * g.kernel[1] * sw * op * std::mem::size_of::<f32>()
+}
+
+/// Geometry of the buffers of one tile.
+struct TileLayout {
+    /// W stride (number of phases).
+    sw: usize,
+    /// Row pitch of the buffer and of the output tile.
+    op: usize,
+    /// Padded column count of the tile: `rows·op` rounded up to whole micro-kernel blocks.
+    cols_pad: usize,
+    /// Length of one `(kk, phase)` run: `cols_pad` plus the largest tap shift.
+    blk: usize,
+    /// Input blocks `cg·kd·kh`.
+    kk: usize,
+    /// Offset in the buffer of every tap `(kk, kx)`, in weight order.
+    offs: Vec<usize>,
+}
+
+impl TileLayout {
+    fn new(g: &ConvGeom, isa: Isa, rows: usize) -> Self {
+        let (sw, dw, kw) = (g.stride[2], g.dilation[2], g.kernel[2]);
+        let op = (g.input[2] + 2 * g.padding[2]).div_ceil(sw);
+        let cb = isa.col_block();
+        let cols_pad = (rows * op).div_ceil(cb) * cb;
+        let blk = cols_pad + (kw - 1) * dw / sw;
+        let kk = g.cg() * g.kernel[0] * g.kernel[1];
+        let offs = (0..kk)
+            .flat_map(|k| (0..kw).map(move |kx| (k * sw + (kx * dw) % sw) * blk + kx * dw / sw))
+            .collect();
+        TileLayout {
+            sw,
+            op,
+            cols_pad,
+            blk,
+            kk,
+            offs,
+        }
+    }
+}
+
+/// Fills `buf [kk][sw][blk]` with the zero-padded, phase-split input rows of
+/// the group `xg` read by output rows `[r0, r1)`.
+fn fill(g: &ConvGeom, xg: &[f32], r0: usize, r1: usize, lay: &TileLayout, buf: &mut Vec<f32>) {
+    let [kd, kh, _] = g.kernel;
+    let (iw, pw, in_vol, sw) = (g.input[2], g.padding[2], g.in_vol(), lay.sw);
+    buf.clear();
+    buf.resize(lay.kk * sw * lay.blk, 0.0);
+    for ci in 0..g.cg() {
+        let xc = &xg[ci * in_vol..(ci + 1) * in_vol];
+        for kz in 0..kd {
+            for ky in 0..kh {
+                let k = (ci * kd + kz) * kh + ky;
+                for r in r0..r1 {
+                    let Some(irow) = input_row(g, r, kz, ky) else {
+                        continue;
+                    };
+                    let src = &xc[irow * iw..(irow + 1) * iw];
+                    let row0 = (r - r0) * lay.op;
+                    if sw == 1 {
+                        buf[k * lay.blk + row0 + pw..][..iw].copy_from_slice(src);
+                        continue;
+                    }
+                    for ph in 0..sw {
+                        // padded columns c ≡ ph (mod sw) inside the input: c = i + pw
+                        let i0 = (ph + sw - pw % sw) % sw;
+                        if i0 >= iw {
+                            continue;
+                        }
+                        let dst = &mut buf[(k * sw + ph) * lay.blk + row0 + (i0 + pw) / sw..];
+                        for (d, &v) in dst.iter_mut().zip(src[i0..].iter().step_by(sw)) {
+                            *d = v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Weights of one group packed for the forward micro-kernel:
+/// `[o-block][tap][ob]`, zero for the channels past `og`.
+pub(super) fn pack_weights(isa: Isa, g: &ConvGeom, wg: &[f32]) -> Vec<f32> {
+    let (og, taps, ob) = (g.og(), g.krows(), isa.ob());
+    let nb = og.div_ceil(ob);
+    let mut p = vec![0.0; nb * taps * ob];
+    for o in 0..og {
+        let (b, oi) = (o / ob, o % ob);
+        for t in 0..taps {
+            p[(b * taps + t) * ob + oi] = wg[o * taps + t];
+        }
+    }
+    p
+}
+
+/// Reusable per-task scratch buffers.
+#[derive(Default)]
+pub(super) struct Scratch {
+    buf: Vec<f32>,
+    tile: Vec<f32>,
+}
+
+/// Input blocks `(ci, kz, ky)` per pass of the forward micro-kernel over a
+/// column block: the accumulators go back to the output tile between passes
+/// so that the input window read by one pass stays in L1.
+const FWD_KK_CHUNK: usize = 32;
+
+/// Columns per pass of the weight-gradient micro-kernel: the output-gradient
+/// rows of one channel block stay in L1 while every tap streams past them.
+const WG_COL_CHUNK: usize = 1024;
+
+/// Forward of output rows `[r0, r1)` of one sample and group.
+///
+/// # Safety
+/// `y_g` must point at the group's first output channel of this sample (row
+/// stride `out_vol`), and no other thread may write rows `[r0, r1)` of it.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn fwd_tile(
+    isa: Isa,
+    g: &ConvGeom,
+    xg: &[f32],
+    wpk: &[f32],
+    r0: usize,
+    r1: usize,
+    s: &mut Scratch,
+    y_g: *mut f32,
+) {
+    let lay = TileLayout::new(g, isa, r1 - r0);
+    fill(g, xg, r0, r1, &lay, &mut s.buf);
+    let (og, taps, wo, out_vol, ob) = (g.og(), g.krows(), g.output[2], g.out_vol(), isa.ob());
+    let nb = og.div_ceil(ob);
+    s.tile.resize(nb * ob * lay.cols_pad, 0.0);
+    assert!(wpk.len() >= nb * taps * ob && s.buf.len() >= lay.kk * lay.sw * lay.blk);
+    let cb = isa.col_block();
+    let chunk = FWD_KK_CHUNK * g.kernel[2];
+    for c0 in (0..lay.cols_pad).step_by(cb) {
+        for t0 in (0..taps).step_by(chunk) {
+            let offs = &lay.offs[t0..(t0 + chunk).min(taps)];
+            for b in 0..nb {
+                // SAFETY: the kernel reads buf[off + c0 + j] for j < cb with
+                // off + c0 + cb ≤ (kk·sw)·blk = buf.len() (blk = cols_pad + the
+                // largest shift), the packed weights of block b from tap t0
+                // (checked length), and reads/writes `ob` rows of cb columns of
+                // the tile, which has nb·ob rows of cols_pad.
+                unsafe {
+                    let x = s.buf.as_ptr().add(c0);
+                    let w = wpk.as_ptr().add((b * taps + t0) * ob);
+                    let y = s.tile.as_mut_ptr().add(b * ob * lay.cols_pad + c0);
+                    kernels::fwd(isa, x, offs, w, y, lay.cols_pad, t0 > 0);
+                }
+            }
+        }
+    }
+    for o in 0..og {
+        for r in r0..r1 {
+            let src = &s.tile[o * lay.cols_pad + (r - r0) * lay.op..][..wo];
+            // SAFETY: row r of channel o lies in this group's output, exclusive per contract.
+            unsafe {
+                std::ptr::copy_nonoverlapping(src.as_ptr(), y_g.add(o * out_vol + r * wo), wo)
+            };
+        }
+    }
+}
+
+/// Weight gradient of output rows `[r0, r1)` of one sample and group, added
+/// to `acc_g [og][cg·kd·kh·kw]`. `gy_g` is the group's output gradient of this
+/// sample (`og` channels).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn wgrad_tile(
+    isa: Isa,
+    g: &ConvGeom,
+    xg: &[f32],
+    gy_g: &[f32],
+    r0: usize,
+    r1: usize,
+    s: &mut Scratch,
+    acc_g: &mut [f32],
+) {
+    let lay = TileLayout::new(g, isa, r1 - r0);
+    fill(g, xg, r0, r1, &lay, &mut s.buf);
+    let (og, taps, wo, out_vol, ob) = (g.og(), g.krows(), g.output[2], g.out_vol(), isa.ob());
+    let nb = og.div_ceil(ob);
+    // output gradient in the tile's pitch, zero in the dropped and padded columns
+    s.tile.clear();
+    s.tile.resize(nb * ob * lay.cols_pad, 0.0);
+    for o in 0..og {
+        for r in r0..r1 {
+            s.tile[o * lay.cols_pad + (r - r0) * lay.op..][..wo]
+                .copy_from_slice(&gy_g[o * out_vol + r * wo..][..wo]);
+        }
+    }
+    assert!(acc_g.len() >= og * taps && s.buf.len() >= lay.kk * lay.sw * lay.blk);
+    let lanes = isa.lanes();
+    let mut sums = [0.0f32; MAX_OB * WG_TB];
+    for c0 in (0..lay.cols_pad).step_by(WG_COL_CHUNK) {
+        let nvec = (lay.cols_pad - c0).min(WG_COL_CHUNK) / lanes;
+        for b in 0..nb {
+            for t0 in (0..taps).step_by(WG_TB) {
+                let offs = &lay.offs[t0..(t0 + WG_TB).min(taps)];
+                // SAFETY: reads tile rows b·ob..(b+1)·ob (allocated) at columns
+                // c0..c0 + nvec·lanes ≤ cols_pad, and buf[off + c0 + j] for
+                // j < nvec·lanes with off + cols_pad ≤ buf.len() (see
+                // fwd_tile); writes sums[..ob·WG_TB].
+                unsafe {
+                    let gy = s.tile.as_ptr().add(b * ob * lay.cols_pad + c0);
+                    let x = s.buf.as_ptr().add(c0);
+                    kernels::wgrad(isa, gy, lay.cols_pad, x, offs, nvec, &mut sums);
+                }
+                for oi in 0..ob.min(og - b * ob) {
+                    let row = &mut acc_g[(b * ob + oi) * taps..][..taps];
+                    for (ti, a) in row[t0..t0 + offs.len()].iter_mut().enumerate() {
+                        *a += sums[oi * WG_TB + ti];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The micro-kernels, one instance per instruction set.
+mod kernels {
+    use super::{Isa, FWD_NV, MAX_OB, WG_TB};
+
+    /// `y[o·ystride + j] (+)= Σ_t w[t·ob + o] · x[offs[t] + j]` for
+    /// `o < isa.ob()`, `j < NV·lanes`; `+=` when `accumulate`.
+    ///
+    /// # Safety
+    /// Every pointer must be valid for the reads and writes above, and the
+    /// CPU must support `isa`.
+    pub(super) unsafe fn fwd(
+        isa: Isa,
+        x: *const f32,
+        offs: &[usize],
+        w: *const f32,
+        y: *mut f32,
+        ystride: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded from the caller; `isa` was detected on this CPU.
+        unsafe {
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => avx512::fwd::<8, FWD_NV>(x, offs, w, y, ystride, accumulate),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => avx2::fwd::<4, FWD_NV>(x, offs, w, y, ystride, accumulate),
+                #[cfg(not(target_arch = "x86_64"))]
+                _ => unreachable!("no SIMD kernels off x86-64"),
+            }
+        }
+    }
+
+    /// `sums[o·WG_TB + t] = Σ_{j < nvec·lanes} gy[o·gstride + j] · x[offs[t] + j]`
+    /// for `o < isa.ob()`, `t < offs.len() ≤ WG_TB`, summed lane-wise then
+    /// across lanes in a fixed order.
+    ///
+    /// # Safety
+    /// As for [`fwd`].
+    pub(super) unsafe fn wgrad(
+        isa: Isa,
+        gy: *const f32,
+        gstride: usize,
+        x: *const f32,
+        offs: &[usize],
+        nvec: usize,
+        sums: &mut [f32; MAX_OB * WG_TB],
+    ) {
+        macro_rules! go {
+            ($m:ident, $ob:literal) => {
+                match offs.len() {
+                    3 => $m::wgrad::<$ob, 3>(gy, gstride, x, offs, nvec, sums),
+                    2 => $m::wgrad::<$ob, 2>(gy, gstride, x, offs, nvec, sums),
+                    _ => $m::wgrad::<$ob, 1>(gy, gstride, x, offs, nvec, sums),
+                }
+            };
+        }
+        const _: () = assert!(WG_TB == 3);
+        // SAFETY: forwarded from the caller; `isa` was detected on this CPU.
+        unsafe {
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => go!(avx512, 8),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => go!(avx2, 4),
+                #[cfg(not(target_arch = "x86_64"))]
+                _ => unreachable!("no SIMD kernels off x86-64"),
+            }
+        }
+    }
+
+    /// Sum of the 16 lanes, as a fixed tree.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn hsum512(v: std::arch::x86_64::__m512) -> f32 {
+        use std::arch::x86_64::*;
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        let h = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
+        hsum256_inner(h)
+    }
+
+    /// Sum of the 8 lanes, as a fixed tree.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum256(v: std::arch::x86_64::__m256) -> f32 {
+        hsum256_inner(v)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx")]
+    fn hsum256_inner(v: std::arch::x86_64::__m256) -> f32 {
+        use std::arch::x86_64::*;
+        let q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let d = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        _mm_cvtss_f32(_mm_add_ss(d, _mm_shuffle_ps::<0b01>(d, d)))
+    }
+
+    /// One module of micro-kernels per instruction set, from the same source.
+    #[cfg(target_arch = "x86_64")]
+    macro_rules! simd_kernels {
+        ($name:ident, $feat:literal, $lanes:expr, $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident, $hsum:ident) => {
+            pub(super) mod $name {
+                use super::{MAX_OB, WG_TB};
+                use std::arch::x86_64::*;
+
+                const L: usize = $lanes;
+
+                /// See `kernels::fwd`.
+                #[target_feature(enable = $feat)]
+                pub(in super::super) unsafe fn fwd<const O: usize, const NV: usize>(
+                    x: *const f32,
+                    offs: &[usize],
+                    w: *const f32,
+                    y: *mut f32,
+                    ystride: usize,
+                    accumulate: bool,
+                ) {
+                    // SAFETY: see the caller.
+                    unsafe {
+                        let mut acc = [[$zero(); NV]; O];
+                        if accumulate {
+                            for (o, row) in acc.iter_mut().enumerate() {
+                                for (j, a) in row.iter_mut().enumerate() {
+                                    *a = $load(y.add(o * ystride + j * L));
+                                }
+                            }
+                        }
+                        let mut wp = w;
+                        for &off in offs {
+                            let p = x.add(off);
+                            let mut xv = [$zero(); NV];
+                            for (j, v) in xv.iter_mut().enumerate() {
+                                *v = $load(p.add(j * L));
+                            }
+                            for (o, row) in acc.iter_mut().enumerate() {
+                                let wv = $set1(*wp.add(o));
+                                for (a, &v) in row.iter_mut().zip(&xv) {
+                                    *a = $fma(wv, v, *a);
+                                }
+                            }
+                            wp = wp.add(O);
+                        }
+                        for (o, row) in acc.iter().enumerate() {
+                            for (j, &a) in row.iter().enumerate() {
+                                $store(y.add(o * ystride + j * L), a);
+                            }
+                        }
+                    }
+                }
+
+                /// See `kernels::wgrad`.
+                #[target_feature(enable = $feat)]
+                pub(in super::super) unsafe fn wgrad<const O: usize, const T: usize>(
+                    gy: *const f32,
+                    gstride: usize,
+                    x: *const f32,
+                    offs: &[usize],
+                    nvec: usize,
+                    sums: &mut [f32; MAX_OB * WG_TB],
+                ) {
+                    // SAFETY: see the caller.
+                    unsafe {
+                        let mut acc = [[$zero(); T]; O];
+                        let xp: [*const f32; T] = std::array::from_fn(|t| x.add(offs[t]));
+                        for v in 0..nvec {
+                            let j = v * L;
+                            let xv: [_; T] = std::array::from_fn(|t| $load(xp[t].add(j)));
+                            for (o, row) in acc.iter_mut().enumerate() {
+                                let g = $load(gy.add(o * gstride + j));
+                                for (a, &xt) in row.iter_mut().zip(&xv) {
+                                    *a = $fma(g, xt, *a);
+                                }
+                            }
+                        }
+                        for (o, row) in acc.iter().enumerate() {
+                            for (t, &a) in row.iter().enumerate() {
+                                sums[o * WG_TB + t] = super::$hsum(a);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    simd_kernels!(
+        avx512,
+        "avx512f",
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        hsum512
+    );
+    #[cfg(target_arch = "x86_64")]
+    simd_kernels!(
+        avx2,
+        "avx2,fma",
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        hsum256
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cpu::{conv_dgrad, direct_fwd, direct_wgrad, gemm_fwd, gemm_wgrad};
+    use super::*;
+
+    /// Deterministic pseudo-random values in [−1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn geom(
+        n: usize,
+        c: usize,
+        o: usize,
+        groups: usize,
+        input: [usize; 3],
+        kernel: [usize; 3],
+        stride: [usize; 3],
+        padding: [usize; 3],
+        dilation: [usize; 3],
+    ) -> ConvGeom {
+        let output = std::array::from_fn(|a| {
+            super::super::geom::conv_out_len(
+                input[a],
+                kernel[a],
+                stride[a],
+                padding[a],
+                dilation[a],
+            )
+            .expect("valid test geometry")
+        });
+        ConvGeom {
+            n,
+            c,
+            o,
+            groups,
+            input,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            output,
+        }
+    }
+
+    /// Odd shapes: strides, paddings, dilations, groups, channel counts that
+    /// are not multiples of the micro-kernel blocks, W shorter than a vector,
+    /// multi-row tiles, batch > 1.
+    fn cases() -> Vec<ConvGeom> {
+        vec![
+            geom(1, 3, 5, 1, [5, 6, 7], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
+            geom(2, 4, 6, 2, [7, 9, 11], [3, 3, 3], [2, 2, 2], [1; 3], [1; 3]),
+            geom(
+                1,
+                5,
+                9,
+                1,
+                [6, 8, 21],
+                [2, 3, 5],
+                [1, 2, 3],
+                [0, 2, 1],
+                [2, 1, 2],
+            ),
+            geom(
+                1,
+                2,
+                17,
+                1,
+                [9, 5, 40],
+                [3, 1, 3],
+                [1, 1, 2],
+                [1, 0, 2],
+                [1, 1, 3],
+            ),
+            geom(
+                1,
+                16,
+                16,
+                1,
+                [12, 13, 14],
+                [3, 3, 3],
+                [1; 3],
+                [1; 3],
+                [1; 3],
+            ),
+            geom(
+                2,
+                6,
+                4,
+                2,
+                [4, 5, 3],
+                [1, 1, 3],
+                [1, 1, 1],
+                [0, 0, 0],
+                [1; 3],
+            ),
+            geom(1, 3, 4, 1, [6, 6, 6], [2, 2, 2], [2, 2, 2], [0; 3], [1; 3]),
+            geom(1, 4, 3, 1, [5, 7, 9], [3, 3, 3], [1; 3], [3, 2, 4], [1; 3]),
+        ]
+    }
+
+    fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+        let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        a.iter()
+            .zip(b)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+            / scale
+    }
+
+    #[test]
+    fn direct_kernels_match_gemm_kernels() {
+        let Some(isa) = isa() else {
+            eprintln!("skipped: this CPU has neither AVX-512F nor AVX2 + FMA");
+            return;
+        };
+        for (i, g) in cases().into_iter().enumerate() {
+            let x = values(g.x_len(), 3 * i as u64);
+            let w = values(g.w_len(), 3 * i as u64 + 1);
+            let gy = values(g.y_len(), 3 * i as u64 + 2);
+            let (yd, yr) = (direct_fwd(isa, &g, &x, &w), gemm_fwd(&g, &x, &w));
+            assert!(max_rel(&yd, &yr) < 1e-5, "case {i} forward: {g:?}");
+            let (wd, wr) = (direct_wgrad(isa, &g, &x, &gy), gemm_wgrad(&g, &x, &gy));
+            assert!(max_rel(&wd, &wr) < 1e-5, "case {i} weight gradient: {g:?}");
+        }
+    }
+
+    /// The AVX2 kernels, also on AVX-512 machines.
+    #[test]
+    fn avx2_kernels_match_gemm_kernels() {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            for (i, g) in cases().into_iter().enumerate() {
+                let x = values(g.x_len(), 7 * i as u64);
+                let w = values(g.w_len(), 7 * i as u64 + 1);
+                let gy = values(g.y_len(), 7 * i as u64 + 2);
+                let (yd, yr) = (direct_fwd(Isa::Avx2, &g, &x, &w), gemm_fwd(&g, &x, &w));
+                assert!(max_rel(&yd, &yr) < 1e-5, "case {i} forward: {g:?}");
+                let (wd, wr) = (
+                    direct_wgrad(Isa::Avx2, &g, &x, &gy),
+                    gemm_wgrad(&g, &x, &gy),
+                );
+                assert!(max_rel(&wd, &wr) < 1e-5, "case {i} weight gradient: {g:?}");
+            }
+            return;
+        }
+        eprintln!("skipped: this CPU has no AVX2 + FMA");
+    }
+
+    /// The input gradient (through whichever kernels it dispatches to) is the
+    /// adjoint of the forward: ⟨conv(x), gy⟩ = ⟨x, dgrad(gy)⟩.
+    #[test]
+    fn input_gradient_is_adjoint_of_direct_forward() {
+        for (i, g) in cases().into_iter().enumerate() {
+            let x = values(g.x_len(), 5 * i as u64);
+            let w = values(g.w_len(), 5 * i as u64 + 1);
+            let gy = values(g.y_len(), 5 * i as u64 + 2);
+            let y = super::super::cpu::conv_fwd(&g, &x, &w);
+            let gx = conv_dgrad(&g, &gy, &w);
+            let dot =
+                |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (p * q) as f64).sum::<f64>();
+            let (l, r) = (dot(&y, &gy), dot(&x, &gx));
+            assert!(
+                (l - r).abs() <= 1e-4 * l.abs().max(1.0),
+                "case {i}: {l} vs {r}"
+            );
+        }
+    }
+}
