@@ -12,6 +12,7 @@
 //! for autograd.
 
 use crate::error::{check_range, LossError};
+use crate::lanes::{Lanes, LANES};
 
 /// Bin edges and widths of the L1DFL histogram for one bin width ε.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +104,19 @@ impl BinEdges {
         k
     }
 
+    /// [`BinEdges::bin_of`] for a block of values, without branches: the bin of `g` is the
+    /// number of left edges `≤ g` (left-closed bins; NaN compares false and lands in bin 0).
+    #[inline(always)]
+    pub(crate) fn bin_lanes(&self, g: &Lanes) -> [u32; LANES] {
+        let mut k = [0u32; LANES];
+        for &edge in &self.edges {
+            for i in 0..LANES {
+                k[i] += u32::from(g[i] >= edge);
+            }
+        }
+        k
+    }
+
     /// β per bin from the bin counts: `N·width_k / n_k`, and 0 for empty bins (never used).
     pub fn beta_per_bin(&self, counts: &[u64]) -> Vec<f64> {
         let total: u64 = counts.iter().sum();
@@ -128,5 +142,31 @@ impl BinEdges {
         }
         let beta_k = self.beta_per_bin(&counts);
         bins.iter().map(|&k| beta_k[k] as f32).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bin_lanes_agrees_with_bin_of() {
+        for eps in [0.1, 0.05, 0.25] {
+            let e = BinEdges::new(eps).unwrap();
+            let mut values: Vec<f32> = e
+                .edges()
+                .iter()
+                .flat_map(|&v| [v.next_down(), v, v.next_up()])
+                .collect();
+            values.extend((0..=1000).map(|i| i as f32 / 1000.0));
+            values.extend([0.0, 1.0, 1.5, f32::NAN, f32::INFINITY]);
+            for block in values.chunks(LANES) {
+                let lanes = crate::block::load(block);
+                let k = e.bin_lanes(&lanes);
+                for (i, &v) in block.iter().enumerate() {
+                    assert_eq!(k[i] as usize, e.bin_of(v), "eps {eps}, g {v}");
+                }
+            }
+        }
     }
 }

@@ -1,79 +1,35 @@
 //! The fused CPU kernel behind every loss: one pass over the voxels for the value, one for the
 //! gradient.
 //!
-//! A loss is a weighted sum of [`Terms`] (Dice, focal, cross-entropy, L1-weighted Dice), all
-//! functions of the softmax (or sigmoid) of the logits at each voxel. [`LossOp`] is a candle
-//! `CustomOp2` on `(logits, labels)`: its forward pass computes the per-(b, c) sums each term
-//! needs in a single pass (the L1DFL histogram included: per-bin sums of `p·y` and `p² + y²`, so
-//! β is applied after counting, without a second pass) and keeps them; its backward pass runs
-//! [`GradOp`], which writes `∂loss/∂logits` in one more pass, in closed form (see the comments at
-//! each term). Work is split into fixed chunks of voxels and the partial sums are added in chunk
-//! order, so the result does not depend on the number of threads. Sums are accumulated in f64.
+//! [`LossOp`] is a candle `CustomOp2` on `(logits, labels)`: its forward pass computes, in a
+//! single pass, the per-(b, c) sums each term needs (the L1DFL histogram included: per-bin sums
+//! of `p·y` and `p² + y²`, so β is applied after counting, without a second pass) and keeps
+//! them; its backward pass runs [`GradOp`], which writes `∂loss/∂logits` straight into the
+//! output in one more pass, in closed form (see [`crate::terms`]). The Dice gradient needs the
+//! global sums, hence the two passes.
+//!
+//! Work is split into fixed chunks of voxels run in parallel (rayon); inside a chunk, blocks of
+//! [`LANES`] voxels are processed with vectorised code ([`crate::block`]), partial sums are
+//! kept per lane in f32 for [`FLUSH_BLOCKS`] blocks, then added to f64 totals; chunk totals are
+//! added in chunk order. The result therefore does not depend on the number of threads. On
+//! x86-64 the chunk loops are compiled a second time for AVX2 + FMA and chosen at run time.
 
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::bins::BinEdges;
+use crate::block::{store, Block, Needs, Rows, MAX_CLASSES};
 use crate::error::LossError;
 use crate::labels;
+use crate::lanes::LANES;
+use crate::terms::{ce_accumulate, ce_grad, first_channel, FocalMode, LaneSums, Terms};
 
-/// Voxels per work item.
+/// Voxels per work item (a multiple of [`LANES`]).
 const CHUNK: usize = 8192;
-/// Largest number of classes (logit channels) the kernel handles.
-pub(crate) const MAX_CLASSES: usize = 16;
-
-/// Which probability the focal term uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FocalMode {
-    /// MONAI `softmax_focal_loss`: softmax over the kept channels.
-    Softmax,
-    /// MONAI `sigmoid_focal_loss`: per channel, on the raw logit.
-    Sigmoid,
-}
-
-/// Dice term (MONAI `DiceLoss(softmax=True, to_onehot_y=True)`).
-#[derive(Debug, Clone)]
-pub(crate) struct DiceTerm {
-    pub weight: f64,
-    pub include_background: bool,
-    pub squared_pred: bool,
-    pub batch: bool,
-    pub smooth_nr: f64,
-    pub smooth_dr: f64,
-}
-
-/// Focal term (MONAI `FocalLoss`, mean over B × kept channels × voxels).
-#[derive(Debug, Clone)]
-pub(crate) struct FocalTerm {
-    pub weight: f64,
-    pub mode: FocalMode,
-    pub gamma: f64,
-    /// α per kept channel, for a voxel whose class is that channel (`pos`) and for the other
-    /// channels (`neg`, sigmoid only); all 1 when no α is set.
-    pub alpha_pos: Vec<f64>,
-    pub alpha_neg: Vec<f64>,
-    pub include_background: bool,
-}
-
-/// L1-weighted Dice term of L1DFL (SPEC §6).
-#[derive(Debug, Clone)]
-pub(crate) struct L1DiceTerm {
-    pub weight: f64,
-    pub bins: BinEdges,
-    pub smooth: f64,
-}
-
-/// The terms of one loss; absent terms cost nothing.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Terms {
-    pub dice: Option<DiceTerm>,
-    pub focal: Option<FocalTerm>,
-    /// Weight of the cross-entropy term (torch `CrossEntropyLoss`, mean over B × voxels).
-    pub ce: Option<f64>,
-    pub l1_dice: Option<L1DiceTerm>,
-}
+/// Blocks whose f32 lane sums are added before they go into the f64 totals: each lane then
+/// sums 16 values, which keeps the f32 rounding near 1e-7 relative.
+const FLUSH_BLOCKS: usize = 16;
 
 /// Sizes of the problem: batch, classes, voxels per image.
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +42,7 @@ struct Dims {
 /// Partial sums over a chunk of voxels (f64).
 #[derive(Debug, Clone)]
 struct Sums {
-    /// Dice: Σpy, Σp (or Σp²), Σy per Dice entry.
+    /// Dice: Σpy, Σp (or Σp²), Σy per Dice entry (row × channel).
     inter: Vec<f64>,
     pred: Vec<f64>,
     truth: Vec<f64>,
@@ -131,6 +87,25 @@ impl Sums {
         self.focal += o.focal;
         self.ce += o.ce;
     }
+
+    /// Adds the lane sums of image `b` (lanes in order, in f64) and zeroes them.
+    fn flush(&mut self, lanes: &mut LaneSums, terms: &Terms, b: usize, nc: usize) {
+        let total = |v: &mut [f32; LANES]| {
+            let s = v.iter().map(|&x| f64::from(x)).sum::<f64>();
+            *v = [0.0; LANES];
+            s
+        };
+        if let Some(dt) = &terms.dice {
+            let row = if dt.batch { 0 } else { b * nc };
+            for c in first_channel(dt.include_background)..nc {
+                self.inter[row + c] += total(&mut lanes.inter[c]);
+                self.pred[row + c] += total(&mut lanes.pred[c]);
+                self.truth[row + c] += total(&mut lanes.truth[c]);
+            }
+        }
+        self.focal += total(&mut lanes.focal);
+        self.ce += total(&mut lanes.ce);
+    }
 }
 
 /// What the backward pass needs from the forward pass.
@@ -145,90 +120,66 @@ struct Saved {
     l1_beta: Vec<f64>,
 }
 
-/// Softmax of `x[..n]` restricted to channels `from..n`: probabilities, and log-probabilities
-/// when `logs` is set. Two channels take one `exp` (and one `ln`) instead of two.
-///
-/// `ln(1 + e)` with `e = exp(−|d|) ∈ (0, 1]` is computed as `(1 + e).ln()`: its absolute error
-/// (≤ 6e-8) is far below the loss tolerance, and glibc's `log1pf` is several times slower.
-#[inline(always)]
-fn softmax(x: &[f32], from: usize, logs: bool, p: &mut [f32], lp: &mut [f32]) {
-    let n = x.len();
-    if n - from == 2 {
-        let (a, b) = (from, from + 1);
-        let d = x[b] - x[a];
-        let e = (-d.abs()).exp();
-        let z = 1.0 + e;
-        let (hi, lo) = if d >= 0.0 { (b, a) } else { (a, b) };
-        p[hi] = 1.0 / z;
-        p[lo] = e / z;
-        if logs {
-            let l = z.ln();
-            lp[hi] = -l;
-            lp[lo] = -d.abs() - l;
+/// The gradient coefficients of one backward pass in f32, with the term weights, the means
+/// and the incoming gradient folded in.
+#[derive(Debug)]
+struct GradCoefs {
+    /// Dice, per entry: `(−2/D, A/D²)` scaled.
+    dice: Vec<[f32; 2]>,
+    /// L1DFL, per (b, c): `(−2/D, 2A/D²)` scaled, and β per bin.
+    l1: Vec<[f32; 2]>,
+    l1_beta: Vec<f32>,
+    focal: f32,
+    ce: f32,
+}
+
+impl GradCoefs {
+    fn new(terms: &Terms, sv: &Saved, scale: f64) -> Self {
+        let d = sv.dims;
+        let pair = |s: f64| move |&(a, b): &(f64, f64)| [(s * a) as f32, (s * b) as f32];
+        let dice_scale = terms.dice.as_ref().map_or(0.0, |t| {
+            let rows = if t.batch { 1 } else { d.b };
+            scale * t.weight / (rows * (d.c - first_channel(t.include_background))) as f64
+        });
+        let l1_scale = terms
+            .l1_dice
+            .as_ref()
+            .map_or(0.0, |t| scale * t.weight / (d.b * d.c) as f64);
+        Self {
+            dice: sv.dice_coef.iter().map(pair(dice_scale)).collect(),
+            l1: sv.l1_coef.iter().map(pair(l1_scale)).collect(),
+            l1_beta: sv.l1_beta.iter().map(|&b| b as f32).collect(),
+            focal: terms
+                .focal
+                .as_ref()
+                .map_or(0.0, |t| (scale * t.weight / focal_count(t, d)) as f32),
+            ce: terms
+                .ce
+                .map_or(0.0, |w| (scale * w / (d.b * d.s) as f64) as f32),
         }
-        return;
-    }
-    let m = x[from..].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut z = 0.0f32;
-    for c in from..n {
-        p[c] = (x[c] - m).exp();
-        z += p[c];
-    }
-    let inv_z = 1.0 / z;
-    for c in from..n {
-        p[c] *= inv_z;
-    }
-    if logs {
-        let log_z = m + z.ln();
-        for c in from..n {
-            lp[c] = x[c] - log_z;
-        }
     }
 }
 
-/// `q^γ`, with multiplications for the usual integer γ.
-#[inline]
-fn pow_gamma(q: f64, gamma: f64) -> f64 {
-    if gamma == 2.0 {
-        q * q
-    } else if gamma == 1.0 {
-        q
-    } else if gamma == 0.0 {
-        1.0
-    } else {
-        q.powf(gamma)
-    }
-}
-
-/// For the sigmoid focal term at `u = −s·x`: `(softplus(u), σ(u))` from one `exp` and one `ln`
-/// (`softplus(u) = max(u, 0) + ln(1 + e^{−|u|})`; see [`softmax`] for the `ln`).
-#[inline(always)]
-fn softplus_sigmoid(u: f32) -> (f64, f64) {
-    let e = (-u.abs()).exp();
-    let z = 1.0 + e;
-    let sp = u.max(0.0) + z.ln();
-    let q = if u >= 0.0 { 1.0 / z } else { e / z };
-    (sp as f64, q as f64)
-}
-
-/// Whether any term needs log-probabilities of the full softmax.
-fn needs_logs(terms: &Terms) -> bool {
-    terms.ce.is_some()
-        || terms
+/// The optional block quantities the terms read: log-probabilities for the cross-entropy
+/// (forward only) and the softmax focal term, the kept-channel softmax for the softmax focal
+/// term without background.
+fn needs(terms: &Terms, forward: bool) -> Needs {
+    let softmax_focal = |bg: bool| {
+        terms
             .focal
             .as_ref()
-            .is_some_and(|f| f.mode == FocalMode::Softmax && f.include_background)
+            .is_some_and(|f| f.mode == FocalMode::Softmax && f.include_background == bg)
+    };
+    Needs {
+        logs: (forward && terms.ce.is_some()) || softmax_focal(true),
+        kept_softmax: softmax_focal(false),
+    }
 }
 
 /// Number of elements the focal term is averaged over.
-fn focal_count(t: &FocalTerm, d: Dims) -> f64 {
+fn focal_count(t: &crate::terms::FocalTerm, d: Dims) -> f64 {
     let kept = if t.include_background { d.c } else { d.c - 1 };
     (d.b * kept * d.s) as f64
-}
-
-/// Channels kept by a term.
-fn first_channel(include_background: bool) -> usize {
-    usize::from(!include_background)
 }
 
 /// A work item: voxels `s0..s1` of image `b`.
@@ -250,91 +201,179 @@ fn chunks(d: Dims) -> Vec<Chunk> {
         .collect()
 }
 
+/// The Dice, focal and cross-entropy sums of one block.
+#[inline(always)]
+fn accumulate_block(terms: &Terms, blk: &Block, nc: usize, acc: &mut LaneSums) {
+    if let Some(dt) = &terms.dice {
+        dt.accumulate(blk, nc, acc);
+    }
+    if let Some(ft) = &terms.focal {
+        ft.accumulate(blk, nc, &mut acc.focal);
+    }
+    if terms.ce.is_some() {
+        ce_accumulate(blk, nc, &mut acc.ce);
+    }
+}
+
 /// Forward sums over one chunk.
 ///
-/// `FIXED_C` > 0 compiles a copy with the class count fixed (2: the project's case), so the
+/// `NC` > 0 compiles a copy with the class count fixed (2: the project's case), so the
 /// channel loops unroll; 0 reads it from `d`.
-fn forward_chunk<const FIXED_C: usize>(
+#[inline(always)]
+fn forward_chunk<const NC: usize>(
     terms: &Terms,
     d: Dims,
     x: &[f32],
     cls: &[u8],
     ch: &Chunk,
 ) -> Sums {
+    let nc = if NC > 0 { NC } else { d.c };
+    let needs = needs(terms, true);
+    let image = &x[ch.b * nc * d.s..][..nc * d.s];
+    let classes = &cls[ch.b * d.s..][..d.s];
     let mut sums = Sums::zeros(terms, d);
-    let (mut xv, mut p, mut lp, mut pk, mut lpk) = (
-        [0f32; MAX_CLASSES],
-        [0f32; MAX_CLASSES],
-        [0f32; MAX_CLASSES],
-        [0f32; MAX_CLASSES],
-        [0f32; MAX_CLASSES],
-    );
-    let nc = if FIXED_C > 0 { FIXED_C } else { d.c };
-    let base = ch.b * nc * d.s;
-    let logs = needs_logs(terms);
-    for s in ch.s0..ch.s1 {
-        let t = cls[ch.b * d.s + s] as usize;
-        for c in 0..nc {
-            xv[c] = x[base + c * d.s + s];
-        }
-        softmax(&xv[..nc], 0, logs, &mut p, &mut lp);
-        if let Some(dt) = &terms.dice {
-            let row = if dt.batch { 0 } else { ch.b * nc };
-            for c in first_channel(dt.include_background)..nc {
-                let y = f64::from(u8::from(c == t));
-                let pc = p[c] as f64;
-                sums.inter[row + c] += pc * y;
-                sums.pred[row + c] += if dt.squared_pred { pc * pc } else { pc };
-                sums.truth[row + c] += y;
-            }
-        }
-        if let Some(ft) = &terms.focal {
-            let from = first_channel(ft.include_background);
-            match ft.mode {
-                FocalMode::Softmax => {
-                    if t >= from {
-                        let (pt, l) = if from == 0 {
-                            (p[t], lp[t])
-                        } else {
-                            softmax(&xv[..nc], from, true, &mut pk, &mut lpk);
-                            (pk[t], lpk[t])
-                        };
-                        let q = 1.0 - pt as f64;
-                        sums.focal += -ft.alpha_pos[t - from] * pow_gamma(q, ft.gamma) * l as f64;
-                    }
-                }
-                FocalMode::Sigmoid => {
-                    for c in from..nc {
-                        let sign = if c == t { 1.0 } else { -1.0 };
-                        let alpha = if c == t {
-                            ft.alpha_pos[c - from]
-                        } else {
-                            ft.alpha_neg[c - from]
-                        };
-                        // MONAI: e^{γ·logσ(u)} · bce = q^γ · softplus(u), q = σ(u)
-                        let (sp, q) = softplus_sigmoid(-sign * xv[c]);
-                        sums.focal += alpha * pow_gamma(q, ft.gamma) * sp;
-                    }
-                }
-            }
-        }
-        if terms.ce.is_some() {
-            sums.ce -= lp[t] as f64;
+    let mut lanes = LaneSums::zeros();
+    let mut blk = Block::new();
+    for (j, at) in (ch.s0..ch.s1).step_by(LANES).enumerate() {
+        let n = LANES.min(ch.s1 - at);
+        blk.load(nc, image, d.s, at, &classes[at..at + n], needs);
+        if n == LANES {
+            accumulate_block(terms, &blk, nc, &mut lanes);
+        } else {
+            let mut tail = LaneSums::zeros();
+            accumulate_block(terms, &blk, nc, &mut tail);
+            lanes.add_first(&tail, n);
         }
         if let Some(lt) = &terms.l1_dice {
-            let nb = lt.bins.len();
-            for c in 0..nc {
-                let y = if c == t { 1.0f32 } else { 0.0 };
-                let k = lt.bins.bin_of((p[c] - y).abs());
-                let pc = p[c] as f64;
-                let idx = ((ch.b * nc + c) * nb) + k;
-                sums.l1_py[idx] += pc * y as f64;
-                sums.l1_sq[idx] += pc * pc + y as f64;
-                sums.l1_counts[k] += 1;
-            }
+            let e = ch.b * nc * lt.bins.len()..(ch.b + 1) * nc * lt.bins.len();
+            let (py, sq) = (&mut sums.l1_py[e.clone()], &mut sums.l1_sq[e]);
+            lt.accumulate(&blk, nc, n, py, sq, &mut sums.l1_counts);
+        }
+        if (j + 1) % FLUSH_BLOCKS == 0 {
+            sums.flush(&mut lanes, terms, ch.b, nc);
         }
     }
+    sums.flush(&mut lanes, terms, ch.b, nc);
     sums
+}
+
+/// `∂loss/∂logits` over one chunk, written to `out` (one slice per channel, the chunk's
+/// voxels).
+///
+/// The p-space parts `gp` go through the softmax Jacobian at the end:
+/// `∂x_c = p_c (gp_c − Σ_j p_j gp_j)`; the focal and cross-entropy parts are already in
+/// logit space (`gx`).
+#[inline(always)]
+fn backward_chunk<const NC: usize>(
+    terms: &Terms,
+    co: &GradCoefs,
+    d: Dims,
+    x: &[f32],
+    cls: &[u8],
+    ch: &Chunk,
+    out: &mut [&mut [f32]],
+) {
+    let nc = if NC > 0 { NC } else { d.c };
+    let needs = needs(terms, false);
+    let image = &x[ch.b * nc * d.s..][..nc * d.s];
+    let classes = &cls[ch.b * d.s..][..d.s];
+    let dice_row = terms
+        .dice
+        .as_ref()
+        .map_or(0, |t| if t.batch { 0 } else { ch.b * nc });
+    let mut blk = Block::new();
+    let (mut gp, mut gx): (Rows, Rows) = ([[0.0; LANES]; MAX_CLASSES], [[0.0; LANES]; MAX_CLASSES]);
+    for at in (ch.s0..ch.s1).step_by(LANES) {
+        let n = LANES.min(ch.s1 - at);
+        blk.load(nc, image, d.s, at, &classes[at..at + n], needs);
+        for c in 0..nc {
+            gp[c] = [0.0; LANES];
+            gx[c] = [0.0; LANES];
+        }
+        if let Some(dt) = &terms.dice {
+            dt.grad(&blk, nc, &co.dice[dice_row..], &mut gp);
+        }
+        if let Some(lt) = &terms.l1_dice {
+            lt.grad(&blk, nc, &co.l1[ch.b * nc..], &co.l1_beta, &mut gp);
+        }
+        if let Some(ft) = &terms.focal {
+            ft.grad(&blk, nc, co.focal, &mut gx);
+        }
+        if terms.ce.is_some() {
+            ce_grad(&blk, nc, co.ce, &mut gx);
+        }
+        let mut mean = [0.0; LANES];
+        for c in 0..nc {
+            for i in 0..LANES {
+                mean[i] += blk.p[c][i] * gp[c][i];
+            }
+        }
+        for c in 0..nc {
+            for i in 0..LANES {
+                gx[c][i] += blk.p[c][i] * (gp[c][i] - mean[i]);
+            }
+            store(&gx[c], &mut out[c][at - ch.s0..][..n]);
+        }
+    }
+}
+
+/// Whether the CPU has AVX2 and FMA (checked once, then cached by std).
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// [`forward_chunk`] for the class count at hand, in portable code.
+#[inline(always)]
+fn forward_any(terms: &Terms, d: Dims, x: &[f32], cls: &[u8], ch: &Chunk) -> Sums {
+    match d.c {
+        2 => forward_chunk::<2>(terms, d, x, cls, ch),
+        _ => forward_chunk::<0>(terms, d, x, cls, ch),
+    }
+}
+
+/// [`forward_any`] compiled for AVX2 + FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn forward_avx2(terms: &Terms, d: Dims, x: &[f32], cls: &[u8], ch: &Chunk) -> Sums {
+    forward_any(terms, d, x, cls, ch)
+}
+
+/// Forward sums of one chunk with the best code the CPU runs.
+fn forward(terms: &Terms, d: Dims, x: &[f32], cls: &[u8], ch: &Chunk) -> Sums {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU has the features `forward_avx2` is compiled for.
+        return unsafe { forward_avx2(terms, d, x, cls, ch) };
+    }
+    forward_any(terms, d, x, cls, ch)
+}
+
+/// [`backward_chunk`] for the class count at hand, in portable code.
+#[inline(always)]
+fn backward_any(g: &GradOp, x: &[f32], ch: &Chunk, out: &mut [&mut [f32]]) {
+    let (d, cls) = (g.saved.dims, &g.saved.classes);
+    match d.c {
+        2 => backward_chunk::<2>(&g.terms, &g.coefs, d, x, cls, ch, out),
+        _ => backward_chunk::<0>(&g.terms, &g.coefs, d, x, cls, ch, out),
+    }
+}
+
+/// [`backward_any`] compiled for AVX2 + FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn backward_avx2(g: &GradOp, x: &[f32], ch: &Chunk, out: &mut [&mut [f32]]) {
+    backward_any(g, x, ch, out)
+}
+
+/// The gradient over one chunk with the best code the CPU runs.
+fn backward(g: &GradOp, x: &[f32], ch: &Chunk, out: &mut [&mut [f32]]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU has the features `backward_avx2` is compiled for.
+        return unsafe { backward_avx2(g, x, ch, out) };
+    }
+    backward_any(g, x, ch, out)
 }
 
 /// The loss value from the totals, and what the backward pass needs.
@@ -396,141 +435,6 @@ fn finish(terms: &Terms, d: Dims, sums: &Sums, classes: Arc<Vec<u8>>) -> (f64, S
         value += lt.weight * (1.0 - total / (d.b * d.c) as f64);
     }
     (value, saved)
-}
-
-/// Gradient of the loss with respect to the logits over one chunk, times `scale`.
-///
-/// Terms written as ∂/∂p go through the softmax Jacobian at the end
-/// (`∂x_c = p_c (∂p_c − Σ_j p_j ∂p_j)`); the focal and cross-entropy terms are written directly
-/// in logit space.
-fn backward_chunk<const FIXED_C: usize>(
-    terms: &Terms,
-    sv: &Saved,
-    x: &[f32],
-    ch: &Chunk,
-    scale: f64,
-    out: &mut [&mut [f32]],
-) {
-    let d = sv.dims;
-    let nc = if FIXED_C > 0 { FIXED_C } else { d.c };
-    let (mut xv, mut p, mut lp, mut pk, mut lpk) = (
-        [0f32; MAX_CLASSES],
-        [0f32; MAX_CLASSES],
-        [0f32; MAX_CLASSES],
-        [0f32; MAX_CLASSES],
-        [0f32; MAX_CLASSES],
-    );
-    let base = ch.b * nc * d.s;
-    let dice_rows = terms
-        .dice
-        .as_ref()
-        .map_or(1, |t| if t.batch { 1 } else { d.b });
-    let dice_scale = terms.dice.as_ref().map_or(0.0, |t| {
-        t.weight / (dice_rows * (nc - first_channel(t.include_background))) as f64
-    });
-    let focal_scale = terms
-        .focal
-        .as_ref()
-        .map_or(0.0, |t| t.weight / focal_count(t, d));
-    let ce_scale = terms.ce.map_or(0.0, |w| w / (d.b * d.s) as f64);
-    let l1_scale = terms
-        .l1_dice
-        .as_ref()
-        .map_or(0.0, |t| t.weight / (d.b * nc) as f64);
-    let logs = needs_logs(terms);
-    for s in ch.s0..ch.s1 {
-        let t = sv.classes[ch.b * d.s + s] as usize;
-        for c in 0..nc {
-            xv[c] = x[base + c * d.s + s];
-        }
-        softmax(&xv[..nc], 0, logs, &mut p, &mut lp);
-        let mut gp = [0f64; MAX_CLASSES]; // ∂loss/∂p_c
-        let mut gx = [0f64; MAX_CLASSES]; // ∂loss/∂x_c, direct part
-        if let Some(dt) = &terms.dice {
-            // f = 1 − A/D, A = 2Σpy + s_nr, D = ΣP(p) + Σy + s_dr:
-            // ∂f/∂p = −2y/D + A·P'(p)/D², P' = 1 or 2p
-            let row = if dt.batch { 0 } else { ch.b * nc };
-            for c in first_channel(dt.include_background)..nc {
-                let (k_y, k_p) = sv.dice_coef[row + c];
-                let dp = if dt.squared_pred {
-                    2.0 * p[c] as f64
-                } else {
-                    1.0
-                };
-                let ky = if c == t { k_y } else { 0.0 };
-                gp[c] += dice_scale * (ky + k_p * dp);
-            }
-        }
-        if let Some(lt) = &terms.l1_dice {
-            // w = A/D, A = 2Σβpy + s, D = Σβ(p² + y²) + s, β constant:
-            // ∂(1 − w)/∂p = −(2βy/D − A·2βp/D²)
-            for c in 0..nc {
-                let y = if c == t { 1.0f32 } else { 0.0 };
-                let beta = sv.l1_beta[lt.bins.bin_of((p[c] - y).abs())];
-                let e = ch.b * nc + c;
-                let (k_y, k_p) = sv.l1_coef[e];
-                gp[c] += l1_scale * beta * (k_y * y as f64 + k_p * p[c] as f64);
-            }
-        }
-        if let Some(ft) = &terms.focal {
-            let from = first_channel(ft.include_background);
-            match ft.mode {
-                FocalMode::Softmax => {
-                    // term = −α (1 − e^l)^γ l with l = log p_t over the kept channels:
-                    // ∂term/∂l = α (γ (1−p)^{γ−1} p l − (1−p)^γ); ∂l/∂x_j = δ_tj − p_j
-                    if t >= from {
-                        let (pr, l) = if from == 0 {
-                            (&p, lp[t] as f64)
-                        } else {
-                            softmax(&xv[..nc], from, true, &mut pk, &mut lpk);
-                            (&pk, lpk[t] as f64)
-                        };
-                        let pt = pr[t] as f64;
-                        let q = 1.0 - pt;
-                        let dq = if ft.gamma == 0.0 {
-                            0.0
-                        } else {
-                            ft.gamma * pow_gamma(q, ft.gamma - 1.0)
-                        };
-                        let h = ft.alpha_pos[t - from] * (dq * pt * l - pow_gamma(q, ft.gamma));
-                        for j in from..nc {
-                            let delta = if j == t { 1.0 } else { 0.0 };
-                            gx[j] += focal_scale * h * (delta - pr[j] as f64);
-                        }
-                    }
-                }
-                FocalMode::Sigmoid => {
-                    // term = q^γ softplus(u), u = −s·x, q = σ(u), s = ±1 (target or not):
-                    // ∂term/∂x = −s q^γ (γ (1−q) softplus(u) + q)
-                    for c in from..nc {
-                        let sign = if c == t { 1.0 } else { -1.0 };
-                        let alpha = if c == t {
-                            ft.alpha_pos[c - from]
-                        } else {
-                            ft.alpha_neg[c - from]
-                        };
-                        let (sp, q) = softplus_sigmoid(-sign * xv[c]);
-                        gx[c] += focal_scale
-                            * alpha
-                            * (-sign as f64)
-                            * pow_gamma(q, ft.gamma)
-                            * (ft.gamma * (1.0 - q) * sp + q);
-                    }
-                }
-            }
-        }
-        if terms.ce.is_some() {
-            for j in 0..nc {
-                let delta = if j == t { 1.0 } else { 0.0 };
-                gx[j] += ce_scale * (p[j] as f64 - delta);
-            }
-        }
-        let mean: f64 = (0..nc).map(|j| p[j] as f64 * gp[j]).sum();
-        for c in 0..nc {
-            let g = gx[c] + p[c] as f64 * (gp[c] - mean);
-            out[c][s - ch.s0] = (scale * g) as f32;
-        }
-    }
 }
 
 /// Shape checks; returns the problem sizes.
@@ -602,10 +506,7 @@ impl CustomOp2 for LossOp {
         let classes = Arc::new(labels::decode(s2, l2, d.c)?);
         let parts: Vec<Sums> = chunks(d)
             .par_iter()
-            .map(|ch| match d.c {
-                2 => forward_chunk::<2>(&self.terms, d, x, &classes, ch),
-                _ => forward_chunk::<0>(&self.terms, d, x, &classes, ch),
-            })
+            .map(|ch| forward(&self.terms, d, x, &classes, ch))
             .collect();
         let mut total = Sums::zeros(&self.terms, d);
         parts.iter().for_each(|p| total.add(p));
@@ -636,8 +537,8 @@ impl CustomOp2 for LossOp {
             .to_scalar::<f64>()?;
         let grad = arg1.apply_op1_no_bwd(&GradOp {
             terms: self.terms.clone(),
+            coefs: GradCoefs::new(&self.terms, &saved, scale),
             saved,
-            scale,
         })?;
         Ok((Some(grad), None))
     }
@@ -647,7 +548,7 @@ impl CustomOp2 for LossOp {
 struct GradOp {
     terms: Arc<Terms>,
     saved: Arc<Saved>,
-    scale: f64,
+    coefs: GradCoefs,
 }
 
 impl CustomOp1 for GradOp {
@@ -678,10 +579,8 @@ impl CustomOp1 for GradOp {
                 ));
             }
         }
-        work.into_par_iter().for_each(|(ch, mut slices)| match d.c {
-            2 => backward_chunk::<2>(&self.terms, &self.saved, x, &ch, self.scale, &mut slices),
-            _ => backward_chunk::<0>(&self.terms, &self.saved, x, &ch, self.scale, &mut slices),
-        });
+        work.into_par_iter()
+            .for_each(|(ch, mut slices)| backward(self, x, &ch, &mut slices));
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 }

@@ -61,11 +61,14 @@
 //! for softmax Focal over three runs; the table and the caveats are in the crate README.
 
 mod bins;
+mod block;
 mod config;
 mod error;
 mod kernel;
 mod labels;
+mod lanes;
 mod losses;
+mod terms;
 
 pub use bins::BinEdges;
 pub use config::LossConfig;

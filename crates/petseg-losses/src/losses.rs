@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::bins::BinEdges;
 use crate::error::{check_range, LossError};
-use crate::kernel::{DiceTerm, FocalMode, FocalTerm, L1DiceTerm, LossOp, Terms};
+use crate::kernel::LossOp;
+use crate::terms::{DiceTerm, FocalMode, FocalTerm, L1DiceTerm, Terms};
 
 /// A segmentation loss on logits `[B, C, *spatial]` and class-index labels `[B, 1, *spatial]`.
 ///
@@ -187,7 +188,7 @@ impl FocalLoss {
             FocalKind::Softmax => FocalMode::Softmax,
             FocalKind::Sigmoid => FocalMode::Sigmoid,
         };
-        let kept = crate::kernel::MAX_CLASSES;
+        let kept = crate::block::MAX_CLASSES;
         let (pos, neg) = match (&self.alpha, mode) {
             (None, _) => (vec![1.0; kept], vec![1.0; kept]),
             (Some(FocalAlpha::Scalar(a)), FocalMode::Softmax) => {
