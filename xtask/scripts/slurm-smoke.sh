@@ -1,6 +1,15 @@
 #!/usr/bin/env bash
-# Runs the smoke sweep through a real one-node SLURM cluster on localhost and
-# checks that its per-patient results equal the local executor's.
+# Runs the smoke sweep through a real one-node SLURM cluster on localhost,
+# followed to its end by `xtask sweep --executor slurm` itself (squeue polls),
+# and checks that its per-patient results equal the local executor's; then
+# submits a grid whose cells fail and checks that the follow exits non-zero
+# naming the failed array tasks, their cells and logs.
+# Accounting: Debian's slurm-wlm 22.05 ships accounting_storage/{none,slurmdbd}
+# only (no filetxt; jobcomp/filetxt exists but sacct cannot read it), and a
+# slurmdbd needs a MariaDB, so this cluster has no accounting: sacct answers
+# "Slurm accounting storage is disabled" and the follow takes final states from
+# `squeue -t all` (kept MinJobAge seconds after a task ends), else the DONE
+# markers.
 # Installs nothing: needs Debian's slurm-wlm and munge (CI: apt-get install -y
 # slurm-wlm munge), root (munged/slurmd), and target/release/{petseg,xtask}
 # (cargo build --release -p petseg-cli -p xtask). Run from the workspace root.
@@ -40,6 +49,7 @@ SchedulerType=sched/backfill
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 ReturnToService=2
+MinJobAge=300
 NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
@@ -67,11 +77,29 @@ prepare "$work/local"
 "$xtask" sweep --grid "$grid" --petseg "$petseg"
 
 prepare "$work/slurm-run"
-"$xtask" sweep --grid "$grid" --executor slurm --petseg "$petseg"
-for _ in $(seq 1800); do [ -z "$(squeue -h)" ] && break; sleep 1; done
-[ -z "$(squeue -h)" ] || { echo "error: the SLURM job did not finish" >&2; exit 1; }
+# Submits the job array and follows it to its end (non-zero if a task failed).
+"$xtask" sweep --grid "$grid" --executor slurm --petseg "$petseg" --poll-secs 2 \
+  | tee "$work/slurm-follow.txt"
+grep -q "ended: COMPLETED 2" "$work/slurm-follow.txt"
 "$xtask" sweep status --grid "$grid" | tee "$work/slurm-status.txt"
 grep -q "2/2 cells done" "$work/slurm-status.txt"
+[ "$(grep -c "slurm [0-9]*_[01] COMPLETED" "$work/slurm-status.txt")" = 2 ]
+
+# A grid whose cells fail at once (missing manifest): the follow must fail,
+# naming each failed task's cell and log.
+mkdir -p "$work/broken/sweeps" && cd "$work/broken"
+sed 's#^manifest = .*#manifest = "missing.json"#' "$grid" > sweeps/broken.toml
+if "$xtask" sweep --grid sweeps/broken.toml --executor slurm --petseg "$petseg" \
+    --poll-secs 1 > follow.txt 2> err.txt; then
+  cat follow.txt err.txt; echo "error: the follow of failing tasks succeeded" >&2; exit 1
+fi
+cat follow.txt err.txt
+grep -q "2 of 2 array tasks of job [0-9]* did not complete" err.txt
+grep -q "array task 1 (segresnet__l1dfl__fold0): FAILED" err.txt
+grep -q "log $work/broken/results/broken/slurm/[0-9]*_1.out" err.txt
+grep -q "last log line: .*reading manifest .*missing.json" err.txt
+"$xtask" sweep status --grid sweeps/broken.toml | tee status.txt
+[ "$(grep -c "slurm [0-9]*_[01] FAILED (NonZeroExitCode)" status.txt)" = 2 ]
 
 for cell in "$work"/local/results/smoke/*/; do
   name=$(basename "$cell")

@@ -59,7 +59,10 @@ fn run_tool(prog: &'static str, args: &[String]) -> Result<String, QueryError> {
             if msg.is_empty() {
                 msg = String::from_utf8_lossy(&o.stdout).trim().to_string();
             }
-            Err(QueryError::Failed(format!("{prog} {}: {msg}", o.status)))
+            Err(QueryError::Failed(format!(
+                "{prog} failed ({}): {msg}",
+                o.status
+            )))
         }
         Ok(o) => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
     }
@@ -293,13 +296,25 @@ pub fn follow(
     Ok(finals)
 }
 
+/// The last non-empty line of a task's log, when it can be read.
+fn last_log_line(log: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+}
+
 /// An error naming every task of `finals` that did not complete (its cell,
-/// state and log), or `Ok` when all did.
+/// state, log, and the log's last line when readable), or `Ok` when all did.
 pub fn check(job: u64, finals: &[FinalTask]) -> Result<()> {
     let bad: Vec<String> = finals
         .iter()
         .filter(|f| !f.ok())
-        .map(FinalTask::describe)
+        .map(|f| match last_log_line(&f.log) {
+            Some(l) => format!("{}\n    last log line: {l}", f.describe()),
+            None => f.describe(),
+        })
         .collect();
     if bad.is_empty() {
         return Ok(());
@@ -434,7 +449,7 @@ mod tests {
         }
     }
 
-    const DISABLED: &str = "sacct exit status: 1: Slurm accounting storage is disabled";
+    const DISABLED: &str = "sacct failed (exit status: 1): Slurm accounting storage is disabled";
 
     fn run(fake: &Fake, done: &[&str]) -> (Result<Vec<FinalTask>>, String) {
         let mut out = Vec::new();
@@ -532,7 +547,8 @@ mod tests {
     fn a_purged_job_ends_the_follow_and_errors_are_clear() {
         let gone = Fake::new(
             &[Err(QueryError::Failed(
-                "squeue exit status: 1: slurm_load_jobs error: Invalid job id specified".into(),
+                "squeue failed (exit status: 1): slurm_load_jobs error: Invalid job id specified"
+                    .into(),
             ))],
             Err(QueryError::Missing("sacct")),
         );
@@ -557,6 +573,29 @@ mod tests {
         let e = format!("{:#}", run(&down, &[]).0.unwrap_err());
         assert!(
             e.contains("failed 5 times") && e.contains("controller down"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_error_quotes_the_last_log_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = Submission {
+            log_dir: dir.path().to_path_buf(),
+            ..sub()
+        };
+        std::fs::write(sub.log(1), "training…\nerror: reading manifest m.json\n\n").unwrap();
+        let fake = Fake::new(
+            &[Ok(
+                "7_0|COMPLETED|None\n7_1|FAILED|NonZeroExitCode\n7_2|COMPLETED|None\n",
+            )],
+            Err(QueryError::Failed(DISABLED.into())),
+        );
+        let finals = follow(&sub, &fake, Duration::ZERO, &|_| true, &mut Vec::new()).unwrap();
+        let e = format!("{:#}", check(7, &finals).unwrap_err());
+        assert!(
+            e.contains("array task 1 (b): FAILED (NonZeroExitCode); log ")
+                && e.ends_with("\n    last log line: error: reading manifest m.json"),
             "{e}"
         );
     }
