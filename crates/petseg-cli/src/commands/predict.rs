@@ -52,8 +52,8 @@ pub struct Args {
     /// Manifest mode: predict its cases.
     #[arg(long, conflicts_with = "ct", requires = "out_dir")]
     pub manifest: Option<PathBuf>,
-    /// Manifest mode: only these case ids.
-    #[arg(long)]
+    /// Manifest mode: only these case ids (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
     pub ids: Vec<String>,
     /// Manifest mode: output folder ({id}.nii.gz).
     #[arg(long)]
