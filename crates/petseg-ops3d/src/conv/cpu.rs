@@ -23,6 +23,8 @@ const COL_BUDGET_BYTES: usize = 1 << 20;
 struct TilePlan {
     rows: usize,
     rows_per_tile: usize,
+    /// `Some(oh)` when tiles must not cross depth planes (of `oh` rows each).
+    plane: Option<usize>,
 }
 
 impl TilePlan {
@@ -36,6 +38,27 @@ impl TilePlan {
         TilePlan {
             rows,
             rows_per_tile: by_budget.min(by_parallelism),
+            plane: None,
+        }
+    }
+    /// The same plan with tiles cut at depth-plane boundaries (for the direct
+    /// kernels' shared-row buffers), balanced within each plane.
+    fn within_planes(self, g: &ConvGeom) -> Self {
+        let oh = g.output[1];
+        let per_plane = oh.div_ceil(self.rows_per_tile.min(oh));
+        TilePlan {
+            rows_per_tile: oh.div_ceil(per_plane),
+            plane: Some(oh),
+            ..self
+        }
+    }
+    /// The plan of the direct kernels (buffer ≤ [`direct::BUF_BUDGET_BYTES`]).
+    fn direct(g: &ConvGeom, min_tiles: usize) -> Self {
+        let plan = Self::new(g, direct::row_bytes(g), direct::BUF_BUDGET_BYTES, min_tiles);
+        if direct::plane_tiles(g) {
+            plan.within_planes(g)
+        } else {
+            plan
         }
     }
     /// The plan of the im2col + `gemm` kernels (column buffer ≤ [`COL_BUDGET_BYTES`]).
@@ -44,12 +67,25 @@ impl TilePlan {
         Self::new(g, row_bytes, COL_BUDGET_BYTES, min_tiles)
     }
     fn count(&self) -> usize {
-        self.rows.div_ceil(self.rows_per_tile)
+        match self.plane {
+            None => self.rows.div_ceil(self.rows_per_tile),
+            Some(oh) => self.rows / oh * oh.div_ceil(self.rows_per_tile),
+        }
     }
     /// Output rows `[r0, r1)` of tile `i`.
     fn tile(&self, i: usize) -> (usize, usize) {
-        let r0 = i * self.rows_per_tile;
-        (r0, (r0 + self.rows_per_tile).min(self.rows))
+        match self.plane {
+            None => {
+                let r0 = i * self.rows_per_tile;
+                (r0, (r0 + self.rows_per_tile).min(self.rows))
+            }
+            Some(oh) => {
+                let per_plane = oh.div_ceil(self.rows_per_tile);
+                let (p, j) = (i / per_plane, i % per_plane);
+                let r0 = p * oh + j * self.rows_per_tile;
+                (r0, (r0 + self.rows_per_tile).min((p + 1) * oh))
+            }
+        }
     }
     /// Every (sample, tile) pair, sample-major.
     fn tasks(&self, n: usize) -> Vec<(usize, usize)> {
@@ -283,12 +319,7 @@ fn from_f32<T: Elem>(v: Vec<f32>) -> Vec<T> {
 /// Direct SIMD forward (f32): rayon over (sample, tile of output rows).
 pub(super) fn direct_fwd(isa: direct::Isa, g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
     let mut y = vec![0.0; g.y_len()];
-    let plan = TilePlan::new(
-        g,
-        direct::row_bytes(g),
-        direct::BUF_BUDGET_BYTES,
-        min_tiles_per_item(g),
-    );
+    let plan = TilePlan::direct(g, min_tiles_per_item(g));
     let (in_vol, out_vol, krows, cg, og) = (g.in_vol(), g.out_vol(), g.krows(), g.cg(), g.og());
     let packed: Vec<Vec<f32>> = (0..g.groups)
         .map(|grp| direct::pack_weights(isa, g, &w[grp * og * krows..][..og * krows]))
@@ -529,12 +560,7 @@ fn wgrad_reduce<T: Elem, S: Default>(
 
 /// Direct SIMD weight gradient (f32).
 pub(super) fn direct_wgrad(isa: direct::Isa, g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
-    let plan = TilePlan::new(
-        g,
-        direct::row_bytes(g),
-        direct::BUF_BUDGET_BYTES,
-        wgrad_parts(g).div_ceil(g.n.max(1)),
-    );
+    let plan = TilePlan::direct(g, wgrad_parts(g).div_ceil(g.n.max(1)));
     let (in_vol, out_vol, krows, cg, og) = (g.in_vol(), g.out_vol(), g.krows(), g.cg(), g.og());
     wgrad_reduce(
         g,

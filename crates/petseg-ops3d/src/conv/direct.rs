@@ -4,13 +4,16 @@
 //! a forward convolution, see `cpu::flipped_adjoint`).
 //!
 //! Layout of a tile of output rows `[r0, r1)` of one sample and group: for
-//! every input block `kk = (ci, kz, ky)` the input rows read by the tile are
+//! every input block `(ci, kz, ky)` the input rows read by the tile are
 //! copied, zero-padded along W and de-interleaved into `sw` phases (`sw` the W
-//! stride), into `buf [kk][phase][blk]`, one row every `op = ⌈(W + 2·pw)/sw⌉`
-//! elements. Output column `ow` of tile row `t` then reads tap `kx` at
-//! `buf[(kk·sw + (kx·dw) mod sw)·blk + t·op + ow + ⌊kx·dw/sw⌋]`: every tap
-//! `(kk, kx)` is a contiguous run at a fixed offset, whatever the stride,
-//! padding or dilation. The tile's output is computed with row pitch `op`
+//! stride), into `buf [block][phase][blk]`, one row every
+//! `op = ⌈(W + 2·pw)/sw⌉` elements. Output column `ow` of tile row `t` then
+//! reads tap `kx` at `buf[(block·sw + (kx·dw) mod sw)·blk + t·op + ow +
+//! ⌊kx·dw/sw⌋]`: every tap is a contiguous run at a fixed offset, whatever the
+//! stride, padding or dilation. With stride 1 along H the tiles are runs of
+//! rows of one depth plane and the blocks are `(ci, kz)` only: tap `ky` reads
+//! the same rows shifted by `ky·dh·op`, so each input row is copied once per
+//! `kz` instead of `kz·ky`. The tile's output is computed with row pitch `op`
 //! (the `op − wo` extra columns per row are computed and dropped).
 //!
 //! * Forward micro-kernel: `OB` output channels × `NV` vectors of columns of
@@ -31,7 +34,8 @@ use std::sync::OnceLock;
 /// The SIMD instruction set the micro-kernels run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Isa {
-    /// 16-lane f32 vectors, 32 registers.
+    /// 16-lane f32 vectors, 32 registers (AVX-512F with VL, so that the
+    /// 256-bit steps of the lane sums may use all 32 registers too).
     Avx512,
     /// 8-lane f32 vectors with FMA, 16 registers.
     Avx2,
@@ -67,7 +71,7 @@ const FWD_NV: usize = 3;
 const WG_TB: usize = 3;
 
 /// The best instruction set of this CPU, detected once; `None` when neither
-/// AVX-512F nor AVX2 + FMA is present (or off x86-64), in which case the
+/// AVX-512F/VL nor AVX2 + FMA is present (or off x86-64), in which case the
 /// `gemm` kernels run.
 pub(super) fn isa() -> Option<Isa> {
     static ISA: OnceLock<Option<Isa>> = OnceLock::new();
@@ -76,7 +80,7 @@ pub(super) fn isa() -> Option<Isa> {
 
 #[cfg(target_arch = "x86_64")]
 fn detect() -> Option<Isa> {
-    if is_x86_feature_detected!("avx512f") {
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
         Some(Isa::Avx512)
     } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         Some(Isa::Avx2)
@@ -104,7 +108,15 @@ pub(super) const BUF_BUDGET_BYTES: usize = 384 << 10;
 pub(super) fn row_bytes(g: &ConvGeom) -> usize {
     let sw = g.stride[2];
     let op = (g.input[2] + 2 * g.padding[2]).div_ceil(sw);
-    g.cg() * g.kernel[0] * g.kernel[1] * sw * op * std::mem::size_of::<f32>()
+    let kh = if g.stride[1] == 1 { 1 } else { g.kernel[1] };
+    g.cg() * g.kernel[0] * kh * sw * op * std::mem::size_of::<f32>()
+}
+
+/// True when the tiles of `g` hold whole runs of output rows of one depth
+/// plane (stride 1 along H), so that the `kh` taps along H share the input
+/// rows of the buffer.
+pub(super) fn plane_tiles(g: &ConvGeom) -> bool {
+    g.stride[1] == 1
 }
 
 /// Geometry of the buffers of one tile.
@@ -115,69 +127,112 @@ struct TileLayout {
     op: usize,
     /// Padded column count of the tile: `rows·op` rounded up to whole micro-kernel blocks.
     cols_pad: usize,
-    /// Length of one `(kk, phase)` run: `cols_pad` plus the largest tap shift.
+    /// Length of one `(block, phase)` run: the rows of the block plus slack
+    /// for the widest shift.
     blk: usize,
-    /// Input blocks `cg·kd·kh`.
-    kk: usize,
-    /// Offset in the buffer of every tap `(kk, kx)`, in weight order.
+    /// Input blocks: `(ci, kz)` when the H taps share rows, else `(ci, kz, ky)`.
+    blocks: usize,
+    /// Input rows per block.
+    rows: usize,
+    /// True when the H taps share the rows of a `(ci, kz)` block.
+    shared: bool,
+    /// Offset in the buffer of every tap `(ci, kz, ky, kx)`, in weight order.
     offs: Vec<usize>,
 }
 
 impl TileLayout {
-    fn new(g: &ConvGeom, isa: Isa, rows: usize) -> Self {
-        let (sw, dw, kw) = (g.stride[2], g.dilation[2], g.kernel[2]);
+    fn new(g: &ConvGeom, isa: Isa, r0: usize, r1: usize) -> Self {
+        let [kd, kh, kw] = g.kernel;
+        let (sw, dh, dw) = (g.stride[2], g.dilation[1], g.dilation[2]);
         let op = (g.input[2] + 2 * g.padding[2]).div_ceil(sw);
         let cb = isa.col_block();
-        let cols_pad = (rows * op).div_ceil(cb) * cb;
-        let blk = cols_pad + (kw - 1) * dw / sw;
-        let kk = g.cg() * g.kernel[0] * g.kernel[1];
-        let offs = (0..kk)
-            .flat_map(|k| (0..kw).map(move |kx| (k * sw + (kx * dw) % sw) * blk + kx * dw / sw))
+        let cols_pad = ((r1 - r0) * op).div_ceil(cb) * cb;
+        let shared = plane_tiles(g);
+        debug_assert!(!shared || r0 / g.output[1] == (r1 - 1) / g.output[1]);
+        let (rows, blocks, h_span) = if shared {
+            (r1 - r0 + (kh - 1) * dh, g.cg() * kd, (kh - 1) * dh * op)
+        } else {
+            (r1 - r0, g.cg() * kd * kh, 0)
+        };
+        // rows·op ≤ cols_pad + h_span: the rows fit, and so does the widest read
+        let blk = cols_pad + h_span + (kw - 1) * dw / sw;
+        let offs = (0..g.cg() * kd)
+            .flat_map(|cz| (0..kh).map(move |ky| (cz, ky)))
+            .flat_map(|(cz, ky)| {
+                let (block, row) = if shared {
+                    (cz, ky * dh * op)
+                } else {
+                    (cz * kh + ky, 0)
+                };
+                (0..kw).map(move |kx| (block * sw + (kx * dw) % sw) * blk + row + kx * dw / sw)
+            })
             .collect();
         TileLayout {
             sw,
             op,
             cols_pad,
             blk,
-            kk,
+            blocks,
+            rows,
+            shared,
             offs,
         }
     }
 }
 
-/// Fills `buf [kk][sw][blk]` with the zero-padded, phase-split input rows of
-/// the group `xg` read by output rows `[r0, r1)`.
+/// Fills `buf [blocks][sw][blk]` with the zero-padded, phase-split input rows
+/// of the group `xg` read by output rows `[r0, r1)`.
 fn fill(g: &ConvGeom, xg: &[f32], r0: usize, r1: usize, lay: &TileLayout, buf: &mut Vec<f32>) {
     let [kd, kh, _] = g.kernel;
-    let (iw, pw, in_vol, sw) = (g.input[2], g.padding[2], g.in_vol(), lay.sw);
-    buf.clear();
-    buf.resize(lay.kk * sw * lay.blk, 0.0);
+    let (iw, pw, in_vol, sw, op) = (g.input[2], g.padding[2], g.in_vol(), lay.sw, lay.op);
+    let (id, ih) = (g.input[0] as isize, g.input[1] as isize);
+    buf.resize(lay.blocks * sw * lay.blk, 0.0);
+    let (oz, oy0) = (r0 / g.output[1], r0 % g.output[1]);
     for ci in 0..g.cg() {
         let xc = &xg[ci * in_vol..(ci + 1) * in_vol];
         for kz in 0..kd {
-            for ky in 0..kh {
-                let k = (ci * kd + kz) * kh + ky;
-                for r in r0..r1 {
-                    let Some(irow) = input_row(g, r, kz, ky) else {
-                        continue;
+            for kyb in 0..if lay.shared { 1 } else { kh } {
+                let block = if lay.shared {
+                    ci * kd + kz
+                } else {
+                    (ci * kd + kz) * kh + kyb
+                };
+                let dst = &mut buf[block * sw * lay.blk..][..sw * lay.blk];
+                for j in 0..lay.rows {
+                    let irow = if lay.shared {
+                        let iz = (oz * g.stride[0] + kz * g.dilation[0]) as isize
+                            - g.padding[0] as isize;
+                        let iy = (oy0 + j) as isize - g.padding[1] as isize;
+                        (iz >= 0 && iz < id && iy >= 0 && iy < ih).then(|| (iz * ih + iy) as usize)
+                    } else {
+                        input_row(g, r0 + j, kz, kyb)
                     };
-                    let src = &xc[irow * iw..(irow + 1) * iw];
-                    let row0 = (r - r0) * lay.op;
-                    if sw == 1 {
-                        buf[k * lay.blk + row0 + pw..][..iw].copy_from_slice(src);
-                        continue;
-                    }
+                    let src = irow.map(|i| &xc[i * iw..(i + 1) * iw]);
                     for ph in 0..sw {
-                        // padded columns c ≡ ph (mod sw) inside the input: c = i + pw
-                        let i0 = (ph + sw - pw % sw) % sw;
-                        if i0 >= iw {
+                        let row = &mut dst[ph * lay.blk + j * op..][..op];
+                        let Some(src) = src else {
+                            row.fill(0.0);
+                            continue;
+                        };
+                        if sw == 1 {
+                            row[..pw].fill(0.0);
+                            row[pw..pw + iw].copy_from_slice(src);
+                            row[pw + iw..].fill(0.0);
                             continue;
                         }
-                        let dst = &mut buf[(k * sw + ph) * lay.blk + row0 + (i0 + pw) / sw..];
-                        for (d, &v) in dst.iter_mut().zip(src[i0..].iter().step_by(sw)) {
-                            *d = v;
+                        // padded columns c = j'·sw + ph hold input column c − pw
+                        row.fill(0.0);
+                        let i0 = (ph + sw - pw % sw) % sw;
+                        if i0 < iw {
+                            let first = (i0 + pw) / sw;
+                            for (d, &v) in row[first..].iter_mut().zip(src[i0..].iter().step_by(sw)) {
+                                *d = v;
+                            }
                         }
                     }
+                }
+                for ph in 0..sw {
+                    dst[ph * lay.blk + lay.rows * op..(ph + 1) * lay.blk].fill(0.0);
                 }
             }
         }
@@ -231,12 +286,12 @@ pub(super) unsafe fn fwd_tile(
     s: &mut Scratch,
     y_g: *mut f32,
 ) {
-    let lay = TileLayout::new(g, isa, r1 - r0);
+    let lay = TileLayout::new(g, isa, r0, r1);
     fill(g, xg, r0, r1, &lay, &mut s.buf);
     let (og, taps, wo, out_vol, ob) = (g.og(), g.krows(), g.output[2], g.out_vol(), isa.ob());
     let nb = og.div_ceil(ob);
     s.tile.resize(nb * ob * lay.cols_pad, 0.0);
-    assert!(wpk.len() >= nb * taps * ob && s.buf.len() >= lay.kk * lay.sw * lay.blk);
+    assert!(wpk.len() >= nb * taps * ob && s.buf.len() >= lay.blocks * lay.sw * lay.blk);
     let cb = isa.col_block();
     let chunk = FWD_KK_CHUNK * g.kernel[2];
     for c0 in (0..lay.cols_pad).step_by(cb) {
@@ -244,7 +299,7 @@ pub(super) unsafe fn fwd_tile(
             let offs = &lay.offs[t0..(t0 + chunk).min(taps)];
             for b in 0..nb {
                 // SAFETY: the kernel reads buf[off + c0 + j] for j < cb with
-                // off + c0 + cb ≤ (kk·sw)·blk = buf.len() (blk = cols_pad + the
+                // off + c0 + cb ≤ blocks·sw·blk ≤ buf.len() (blk ≥ cols_pad + the
                 // largest shift), the packed weights of block b from tap t0
                 // (checked length), and reads/writes `ob` rows of cb columns of
                 // the tile, which has nb·ob rows of cols_pad.
@@ -282,7 +337,7 @@ pub(super) fn wgrad_tile(
     s: &mut Scratch,
     acc_g: &mut [f32],
 ) {
-    let lay = TileLayout::new(g, isa, r1 - r0);
+    let lay = TileLayout::new(g, isa, r0, r1);
     fill(g, xg, r0, r1, &lay, &mut s.buf);
     let (og, taps, wo, out_vol, ob) = (g.og(), g.krows(), g.output[2], g.out_vol(), isa.ob());
     let nb = og.div_ceil(ob);
@@ -295,7 +350,7 @@ pub(super) fn wgrad_tile(
                 .copy_from_slice(&gy_g[o * out_vol + r * wo..][..wo]);
         }
     }
-    assert!(acc_g.len() >= og * taps && s.buf.len() >= lay.kk * lay.sw * lay.blk);
+    assert!(acc_g.len() >= og * taps && s.buf.len() >= lay.blocks * lay.sw * lay.blk);
     let lanes = isa.lanes();
     let mut sums = [0.0f32; MAX_OB * WG_TB];
     for c0 in (0..lay.cols_pad).step_by(WG_COL_CHUNK) {
@@ -395,7 +450,8 @@ mod kernels {
 
     /// Sum of the 16 lanes, as a fixed tree.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512vl")]
+    #[inline]
     fn hsum512(v: std::arch::x86_64::__m512) -> f32 {
         use std::arch::x86_64::*;
         let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
@@ -406,12 +462,14 @@ mod kernels {
     /// Sum of the 8 lanes, as a fixed tree.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
+    #[inline]
     fn hsum256(v: std::arch::x86_64::__m256) -> f32 {
         hsum256_inner(v)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx")]
+    #[inline]
     fn hsum256_inner(v: std::arch::x86_64::__m256) -> f32 {
         use std::arch::x86_64::*;
         let q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
@@ -485,14 +543,24 @@ mod kernels {
                     // SAFETY: see the caller.
                     unsafe {
                         let mut acc = [[$zero(); T]; O];
-                        let xp: [*const f32; T] = std::array::from_fn(|t| x.add(offs[t]));
+                        let mut xp = [x; T];
+                        for (p, &off) in xp.iter_mut().zip(offs) {
+                            *p = x.add(off);
+                        }
+                        let mut gp = [gy; O];
+                        for (o, p) in gp.iter_mut().enumerate() {
+                            *p = gy.add(o * gstride);
+                        }
                         for v in 0..nvec {
                             let j = v * L;
-                            let xv: [_; T] = std::array::from_fn(|t| $load(xp[t].add(j)));
-                            for (o, row) in acc.iter_mut().enumerate() {
-                                let g = $load(gy.add(o * gstride + j));
-                                for (a, &xt) in row.iter_mut().zip(&xv) {
-                                    *a = $fma(g, xt, *a);
+                            let mut xv = [$zero(); T];
+                            for t in 0..T {
+                                xv[t] = $load(xp[t].add(j));
+                            }
+                            for o in 0..O {
+                                let g = $load(gp[o].add(j));
+                                for t in 0..T {
+                                    acc[o][t] = $fma(g, xv[t], acc[o][t]);
                                 }
                             }
                         }
@@ -510,7 +578,7 @@ mod kernels {
     #[cfg(target_arch = "x86_64")]
     simd_kernels!(
         avx512,
-        "avx512f",
+        "avx512f,avx512vl",
         16,
         _mm512_setzero_ps,
         _mm512_loadu_ps,
@@ -709,6 +777,46 @@ mod tests {
                 (l - r).abs() <= 1e-4 * l.abs().max(1.0),
                 "case {i}: {l} vs {r}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod scratch_timing {
+    use super::super::cpu::{direct_fwd, direct_wgrad, gemm_fwd, gemm_wgrad, conv_dgrad};
+    use super::*;
+    fn cpu_ns() -> f64 {
+        let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+        s.split_whitespace().next().unwrap().parse::<f64>().unwrap()
+    }
+    fn t(f: &mut dyn FnMut()) -> f64 {
+        let mut b = f64::MAX;
+        for _ in 0..3 { let a = cpu_ns(); f(); b = b.min(cpu_ns() - a); }
+        b * 1e-9
+    }
+    #[test]
+    #[ignore]
+    fn timing() {
+        let isa = isa().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let s: usize = std::env::var("S").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+        let mk = |c: usize, o: usize, d: usize, st: usize| {
+            let out = (d + 2 - 3) / st + 1;
+            ConvGeom { n: 1, c, o, groups: 1, input: [d; 3], kernel: [3; 3], stride: [st; 3], padding: [1; 3], dilation: [1; 3], output: [out; 3] }
+        };
+        for g in [mk(16, 16, s, 1), mk(16, 32, s, 2), mk(32, 32, s / 2, 1), mk(64, 64, s / 4, 1), mk(128, 128, s / 8, 1)] {
+            let x = vec![0.5f32; g.x_len()];
+            let w = vec![0.25f32; g.w_len()];
+            let gy = vec![0.5f32; g.y_len()];
+            let fl = 2.0 * (g.o * g.c * 27 * g.out_vol()) as f64 / 1e9;
+            pool.install(|| {
+                let a = t(&mut || { direct_fwd(isa, &g, &x, &w); });
+                let b = t(&mut || { gemm_fwd(&g, &x, &w); });
+                let c = t(&mut || { direct_wgrad(isa, &g, &x, &gy); });
+                let d = t(&mut || { gemm_wgrad(&g, &x, &gy); });
+                let e = t(&mut || { conv_dgrad(&g, &gy, &w); });
+                println!("{}→{} {}³ s{}: fwd direct {:.1} gemm {:.1} | wgrad direct {:.1} gemm {:.1} | dgrad {:.1} GFLOP/cpu-s", g.c, g.o, g.input[0], g.stride[0], fl / a, fl / b, fl / c, fl / d, fl / e);
+            });
         }
     }
 }
