@@ -3,10 +3,14 @@
 
 Usage: check_report.py RESULTS_DIR REPORT_JSON [PROPOSED_LOSS]
 
-Reads every RESULTS_DIR/<network>__<loss>[__fold<k>]/patients.csv (or the
-names in cell.json), pools the folds of each network x loss, recomputes
-Table 1 (DSC mean/SD/median/IQR, mean TP/FP/FN under C3, mean F1 C3), the
-scenario DSC summaries, the GT TMTV threshold rows, the study Dmax groups,
+Reads every RESULTS_DIR/<network>__<loss>[__fold<k>]/patients.csv and
+lesions.csv (or the names in cell.json), pools the folds of each network x
+loss, recomputes Table 1 (DSC mean/SD/median/IQR, mean TP/FP/FN under C3,
+mean F1 C3), the scenario DSC summaries, the GT TMTV threshold rows, the GT
+lesion MTV threshold rows (GT lesions of lesions.csv; thresholds
+numpy.percentile(mtv, [25, 50, 75, 85]) with NumPy's default linear
+interpolation; lesions with MTV <= threshold; a lesion with no predicted
+label has DSC 0; none when a folder lacks lesions.csv), the study Dmax groups,
 and the one-tailed paired Wilcoxon p-values with
 scipy.stats.wilcoxon(proposed, baseline, alternative='greater',
 correction=True) on per-patient DSC paired by case id (pairs with a missing
@@ -24,10 +28,17 @@ import numpy as np
 from scipy import stats
 
 RTOL = 1e-9
+PERCENTILES = (25.0, 50.0, 75.0, 85.0)
+
+
+def s_lesions_csv(report, key):
+    return next(c["lesions_csv"] for c in report["cells"] if (c["network"], c["loss"]) == key)
 
 
 def load(results):
-    cells = {}
+    """(network, loss) -> patient rows, and -> GT lesion rows (None when a
+    folder has no lesions.csv)."""
+    cells, lesions = {}, {}
     for name in sorted(os.listdir(results)):
         d = os.path.join(results, name)
         if not os.path.isfile(os.path.join(d, "patients.csv")):
@@ -41,7 +52,18 @@ def load(results):
             key = (m.group(1), m.group(2))
         with open(os.path.join(d, "patients.csv"), newline="") as f:
             cells.setdefault(key, []).extend(csv.DictReader(f))
-    return cells
+        lp = os.path.join(d, "lesions.csv")
+        if not os.path.isfile(lp):
+            lesions[key] = None
+        elif lesions.setdefault(key, []) is not None:
+            with open(lp, newline="") as f:
+                lesions[key].extend(r for r in csv.DictReader(f) if r["kind"] == "gt")
+    return cells, lesions
+
+
+def lesion_dice(row):
+    """A GT lesion's DSC: 0 when no predicted component touches it."""
+    return 0.0 if row["pred_labels"].strip() == "" else float(row["dice"])
 
 
 def fl(row, k):
@@ -85,13 +107,14 @@ def same_summary(what, expected, got):
 def main():
     results, report_path = sys.argv[1], sys.argv[2]
     proposed = sys.argv[3] if len(sys.argv) > 3 else "l1dfl"
-    cells = load(results)
+    cells, lesions = load(results)
     report = json.load(open(report_path))
     rows = {(r["network"], r["loss"]): r for r in report["table1"]}
     summaries = {(c["network"], c["loss"]): c["summary"] for c in report["cells"]}
     if set(rows) != set(cells):
         failures.append(f"cells differ: {sorted(cells)} vs {sorted(rows)}")
     n_tests = 0
+    n_mtv = 0
     for key, cases in cells.items():
         r = rows[key]
         tag = "/".join(key)
@@ -123,6 +146,23 @@ def main():
             below = [fl(c, "dice") for c in pos if fl(c, "gt_tmtv_ml") <= t]
             same(f"{tag} TMTV P{row['percentile']} n", len(below), row["n_below"])
             same(f"{tag} TMTV P{row['percentile']} median", summary(below)["median"], row["median_dice_below"])
+        # GT lesion MTV thresholds (lesions.csv).
+        gt = lesions[key]
+        if (gt is not None) != s_lesions_csv(report, key):
+            failures.append(f"{tag}: lesions_csv flag disagrees ({gt is not None} expected)")
+        expected_rows = 0 if not gt else len(PERCENTILES)
+        if len(s["mtv_thresholds"]) != expected_rows:
+            failures.append(f"{tag}: {len(s['mtv_thresholds'])} MTV rows, expected {expected_rows}")
+        if gt:
+            mtv = np.array([float(r["gt_mtv_ml"]) for r in gt])
+            for p, row in zip(PERCENTILES, s["mtv_thresholds"]):
+                t = float(np.percentile(mtv, p))
+                same(f"{tag} MTV P{p} percentile", p, row["percentile"])
+                same(f"{tag} MTV P{p} threshold", t, row["threshold_ml"])
+                below = [lesion_dice(r) for r in gt if float(r["gt_mtv_ml"]) <= t]
+                same(f"{tag} MTV P{p} n", len(below), row["n_below"])
+                same(f"{tag} MTV P{p} median", summary(below)["median"], row["median_dice_below"])
+                n_mtv += 1
         # Study Dmax groups.
         bounds = [(0.0, 9.0), (9.0, 11.0), (11.0, 14.0), (14.0, 60.0)]
         for i, g in enumerate(s["dmax_study_groups"]):
@@ -161,7 +201,10 @@ def main():
     if failures:
         print("\n".join(failures))
         sys.exit(1)
-    print(f"report agrees with the CSVs: {len(cells)} cells, {n_tests} Wilcoxon tests")
+    print(
+        f"report agrees with the CSVs: {len(cells)} cells, {n_tests} Wilcoxon tests, "
+        f"{n_mtv} lesion MTV threshold rows"
+    )
 
 
 if __name__ == "__main__":

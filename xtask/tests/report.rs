@@ -19,6 +19,8 @@ struct Truth {
     id: String,
     n_gt: u64,
     tmtv_ml: f64,
+    /// MTV of each GT lesion (ml), summing to about `tmtv_ml`.
+    lesion_mtv_ml: Vec<f64>,
     dmax_cm: f64,
     base_dice: f64,
     has_pet: bool,
@@ -63,6 +65,50 @@ fn row(t: &Truth, shift: f64, decimals: usize, rng: &mut ChaCha8Rng) -> String {
     )
 }
 
+const LESION_HEADER: &str = "case_id,kind,gt_label,pred_labels,dice,gt_mtv_ml,gt_suvmax,gt_suvmean,gt_tla,pred_mtv_ml,pred_suvmax,pred_suvmean,pred_tla";
+
+/// The `lesions.csv` rows of one case: its GT lesions (one in five missed:
+/// no predicted label, DSC 0) and up to two unmatched predictions.
+fn lesion_rows(t: &Truth, decimals: usize, rng: &mut ChaCha8Rng) -> String {
+    let mut out = String::new();
+    let mut next_pred = 1;
+    for (k, &mtv) in t.lesion_mtv_ml.iter().enumerate() {
+        if rng.random_range(0..5) == 0 {
+            writeln!(
+                out,
+                "{},gt,{},,0,{mtv:.3},6,3,{:.3},0,,,",
+                t.id,
+                k + 1,
+                mtv * 3.0
+            )
+            .unwrap();
+        } else {
+            let d = rng.random_range(0.05..0.95f64);
+            let p = mtv * rng.random_range(0.5..1.5);
+            writeln!(
+                out,
+                "{},gt,{},{next_pred},{d:.decimals$},{mtv:.3},6,3,{:.3},{p:.3},5,3,{:.3}",
+                t.id,
+                k + 1,
+                mtv * 3.0,
+                p * 3.0
+            )
+            .unwrap();
+            next_pred += 1;
+        }
+    }
+    for _ in 0..rng.random_range(0..3) {
+        writeln!(
+            out,
+            "{},unmatched_pred,,{next_pred},0,,,,,0.5,2.5,2,1",
+            t.id
+        )
+        .unwrap();
+        next_pred += 1;
+    }
+    out
+}
+
 /// Writes `results/` with four networks × three losses, chosen so that
 /// every p-value method of SciPy's `method="auto"` is used: `segresnet`
 /// (70 cases: normal approximation), `attention_unet` (30 cases in two
@@ -80,10 +126,14 @@ fn synthetic_results(dir: &Path, seed: u64) {
         let truths: Vec<Truth> = (0..n_cases)
             .map(|i| {
                 let n_gt = [0u64, 1, 1, 2, 3, 5][rng.random_range(0..6usize)];
+                let tmtv_ml = rng.random_range(1.0..800.0);
+                let w: Vec<f64> = (0..n_gt).map(|_| rng.random_range(0.1..1.0)).collect();
+                let total: f64 = w.iter().sum();
                 Truth {
                     id: format!("{network}_case{i:03}"),
                     n_gt,
-                    tmtv_ml: rng.random_range(1.0..800.0),
+                    tmtv_ml,
+                    lesion_mtv_ml: w.iter().map(|x| tmtv_ml * x / total).collect(),
                     dmax_cm: if n_gt > 1 {
                         rng.random_range(1.0..40.0)
                     } else {
@@ -104,10 +154,16 @@ fn synthetic_results(dir: &Path, seed: u64) {
                 let cell = dir.join(name);
                 std::fs::create_dir_all(&cell).unwrap();
                 let mut csv = format!("{HEADER}\n");
+                let mut lesions = format!("{LESION_HEADER}\n");
                 for t in truths.iter().skip(fold).step_by(folds) {
                     csv.push_str(&row(t, shift, decimals, &mut rng));
+                    lesions.push_str(&lesion_rows(t, decimals, &mut rng));
                 }
                 std::fs::write(cell.join("patients.csv"), csv).unwrap();
+                // One cell without lesions.csv: its MTV table is skipped.
+                if (network, loss) != ("unet_tiny", "dicefocal") {
+                    std::fs::write(cell.join("lesions.csv"), lesions).unwrap();
+                }
             }
         }
     }
@@ -230,6 +286,7 @@ fn report_is_complete_self_contained_and_agrees_with_scipy() {
         "report.html",
         "dsc_boxplots.png",
         "tmtv_threshold.png",
+        "mtv_threshold.png",
         "dmax_groups.png",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
@@ -237,11 +294,18 @@ fn report_is_complete_self_contained_and_agrees_with_scipy() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| segresnet | l1dfl | 70 |"), "{md}");
     assert!(md.contains("| attention_unet | dice | 30 |"), "{md}");
+    assert!(
+        md.contains("## Median lesion DSC below GT lesion MTV thresholds")
+            && md.contains(
+                "Not computed for unet_tiny / dicefocal (a cell folder has no lesions.csv)."
+            ),
+        "{md}"
+    );
 
     // Self-contained HTML: every image is a PNG data URI with content.
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     let srcs = img_sources(&html);
-    assert_eq!(srcs.len(), 3);
+    assert_eq!(srcs.len(), 4);
     for s in &srcs {
         let b64 = s
             .strip_prefix("data:image/png;base64,")
@@ -296,7 +360,10 @@ fn report_is_complete_self_contained_and_agrees_with_scipy() {
                 String::from_utf8_lossy(&o.stderr)
             );
             let msg = String::from_utf8_lossy(&o.stdout);
-            assert!(msg.contains("12 cells, 8 Wilcoxon tests"), "{msg}");
+            assert!(
+                msg.contains("12 cells, 8 Wilcoxon tests, 44 lesion MTV threshold rows"),
+                "{msg}"
+            );
         }
         _ => skip_or_panic("python3 with numpy and scipy"),
     }
@@ -358,6 +425,24 @@ fn bad_input_fails_without_partial_output() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("patients.csv") && err.contains("dice") && err.contains("\"zero\""),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    // A lesions.csv that disagrees with its patients.csv.
+    let bad = tmp.path().join("bad-lesions");
+    synthetic_results(&bad, 4);
+    let lesions = bad.join("segresnet__dice/lesions.csv");
+    let mut text = std::fs::read_to_string(&lesions).unwrap();
+    text.push_str("segresnet_case000,gt,99,,0,1.0,6,3,3,0,,,\n");
+    std::fs::write(&lesions, text).unwrap();
+    let o = xtask_report(&bad, &out);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("segresnet__dice/lesions.csv")
+            && err.contains("case segresnet_case000: ")
+            && err.contains("GT lesion rows, but patients.csv says n_gt_lesions"),
         "{err}"
     );
     assert!(!out.exists());
@@ -431,6 +516,7 @@ fn overlays_drawn_from_cell_json_and_skipped_without_it() {
                 id: id.to_string(),
                 n_gt: 1,
                 tmtv_ml: 4.0,
+                lesion_mtv_ml: vec![4.0],
                 dmax_cm: 0.0,
                 base_dice: 0.5,
                 has_pet: true,
@@ -466,7 +552,7 @@ fn overlays_drawn_from_cell_json_and_skipped_without_it() {
     assert!(has([0, 170, 0]), "no GT outline");
     assert!(has([220, 0, 0]), "no prediction outline");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert_eq!(img_sources(&html).len(), 4);
+    assert_eq!(img_sources(&html).len(), 5);
 
     // Without cell.json paths: no overlay, and the report says why.
     std::fs::remove_file(results.join("segresnet__l1dfl/cell.json")).unwrap();

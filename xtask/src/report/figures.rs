@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
+use petseg_eval::cohort::{CohortSummary, ThresholdRow};
 use petseg_eval::stats::Summary;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -114,30 +116,24 @@ pub fn dsc_boxplots(cells: &[Cell], path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Median DSC of the cases at or below each GT TMTV percentile threshold,
-/// one line per network × loss.
-pub fn tmtv_curve(data: &ReportData, path: &Path) -> Result<()> {
-    let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Median DSC against GT TMTV threshold", ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(50)
-        .build_cartesian_2d(20f64..90f64, 0f64..1f64)?;
-    chart
-        .configure_mesh()
-        .x_desc("GT TMTV percentile threshold (cases with TMTV ≤ threshold)")
-        .y_desc("median DSC")
-        .draw()?;
+/// A chart with x in `x` and DSC (0–1) on y, as `figure_lines` draws on.
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws one coloured line with dots per network × loss of `data` (colour
+/// by position, the same in every figure), from the points `points` picks
+/// out of each, and the legend (lower right). Shared by the threshold and
+/// Dmax figures.
+fn draw_lines<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    data: &ReportData,
+    points: &dyn Fn(&CohortSummary) -> Vec<(f64, f64)>,
+) -> Result<()> {
     for (i, c) in data.cells.iter().enumerate() {
-        let pts: Vec<(f64, f64)> = c
-            .summary
-            .tmtv_thresholds
-            .iter()
-            .filter(|t| t.median_dice_below.is_finite())
-            .map(|t| (t.percentile, t.median_dice_below))
-            .collect();
+        let pts = points(&c.summary);
+        if pts.is_empty() {
+            continue; // no legend entry for a line with nothing to draw
+        }
         let col = colour(i);
         chart
             .draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))?
@@ -151,6 +147,45 @@ pub fn tmtv_curve(data: &ReportData, path: &Path) -> Result<()> {
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
+    Ok(())
+}
+
+/// Median DSC at or below each percentile threshold (`rows` picks the
+/// threshold table: TMTV per case or MTV per lesion), one line per
+/// network × loss; `what` names the quantity (`GT TMTV`, `GT lesion MTV`)
+/// and `unit` what is counted (`cases`, `lesions`).
+pub fn threshold_curve(
+    data: &ReportData,
+    rows: fn(&CohortSummary) -> &[ThresholdRow],
+    what: &str,
+    unit: &str,
+    path: &Path,
+) -> Result<()> {
+    let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("Median DSC against {what} threshold"),
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(50)
+        .build_cartesian_2d(20f64..90f64, 0f64..1f64)?;
+    chart
+        .configure_mesh()
+        .x_desc(format!(
+            "{what} percentile threshold ({unit} with {what} ≤ threshold)"
+        ))
+        .y_desc("median DSC")
+        .draw()?;
+    draw_lines(&mut chart, data, &|s| {
+        rows(s)
+            .iter()
+            .filter(|t| t.median_dice_below.is_finite())
+            .map(|t| (t.percentile, t.median_dice_below))
+            .collect()
+    })?;
     root.present()?;
     Ok(())
 }
@@ -185,28 +220,14 @@ pub fn dmax_groups(data: &ReportData, path: &Path) -> Result<()> {
         .x_desc("GT Dmax group")
         .y_desc("median DSC")
         .draw()?;
-    for (i, c) in data.cells.iter().enumerate() {
-        let pts: Vec<(f64, f64)> = c
-            .summary
-            .dmax_study_groups
+    draw_lines(&mut chart, data, &|s| {
+        s.dmax_study_groups
             .iter()
             .enumerate()
             .filter(|(_, g)| g.summary.dice.median.is_finite())
             .map(|(k, g)| (k as f64, g.summary.dice.median))
-            .collect();
-        let col = colour(i);
-        chart
-            .draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))?
-            .label(format!("{} / {}", c.network, c.loss))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], col.stroke_width(2)));
-        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, col.filled())))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+            .collect()
+    })?;
     root.present()?;
     Ok(())
 }

@@ -7,13 +7,17 @@
 //! results/NAME/
 //!   <network>__<loss>[__fold<k>]/   one cell
 //!     patients.csv                   required (petseg_eval::report::PATIENT_COLUMNS)
-//!     lesions.csv, summary.json, …   optional, not read here
+//!     lesions.csv                    optional (petseg_eval::report::LESION_COLUMNS)
+//!     summary.json, …                not read here
 //!     cell.json                      optional: {"network": …, "loss": …, "fold": …,
 //!                                    "eval_manifest": …, "predictions": …}
 //! ```
 //!
 //! `eval_manifest` and `predictions` (absolute paths, written by `cargo
-//! xtask sweep`) enable the PET MIP overlays.
+//! xtask sweep`) enable the PET MIP overlays. `lesions.csv` feeds the
+//! lesion MTV threshold table; it is checked against `patients.csv` (same
+//! cases, one GT row per GT lesion), and a network × loss uses it only when
+//! every one of its folders has one (a partial pool would bias the table).
 //!
 //! `cell.json`, when present, overrides the names parsed from the folder
 //! name. Folders without `patients.csv` are ignored. The folds of one
@@ -24,8 +28,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use petseg_eval::report::PATIENT_COLUMNS;
-use petseg_eval::PatientMetrics;
+use petseg_eval::report::{LESION_COLUMNS, PATIENT_COLUMNS};
+use petseg_eval::{LesionKind, LesionMetrics, PatientMetrics};
 use serde::Deserialize;
 
 /// One network × loss with the pooled per-patient metrics of its folds.
@@ -39,6 +43,9 @@ pub struct Cell {
     pub folders: Vec<PathBuf>,
     /// Per-patient metrics of every fold.
     pub cases: Vec<PatientMetrics>,
+    /// Per-lesion metrics of every fold; `None` when a folder has no
+    /// `lesions.csv`.
+    pub lesions: Option<Vec<LesionMetrics>>,
     /// The first folder's evaluation manifest, predictions folder and case
     /// ids, when its `cell.json` records them (for the overlays).
     pub images: Option<Images>,
@@ -128,6 +135,17 @@ pub fn load_results(results: &Path) -> Result<Vec<Cell>> {
             std::fs::read_to_string(&csv).with_context(|| format!("reading {}", csv.display()))?;
         let rows =
             parse_patients_csv(&text).with_context(|| format!("parsing {}", csv.display()))?;
+        let lesions_path = dir.join("lesions.csv");
+        let lesions = if lesions_path.is_file() {
+            let text = std::fs::read_to_string(&lesions_path)
+                .with_context(|| format!("reading {}", lesions_path.display()))?;
+            let l = parse_lesions_csv(&text)
+                .and_then(|l| check_lesions(&rows, &l).map(|()| l))
+                .with_context(|| format!("parsing {}", lesions_path.display()))?;
+            Some(l)
+        } else {
+            None
+        };
         let cell = cells
             .entry((network.clone(), loss.clone()))
             .or_insert(Cell {
@@ -135,6 +153,7 @@ pub fn load_results(results: &Path) -> Result<Vec<Cell>> {
                 loss,
                 folders: Vec::new(),
                 cases: Vec::new(),
+                lesions: Some(Vec::new()),
                 images: None,
             });
         if let (None, Some((eval_manifest, predictions))) = (&cell.images, images) {
@@ -146,6 +165,13 @@ pub fn load_results(results: &Path) -> Result<Vec<Cell>> {
         }
         cell.folders.push(dir.clone());
         cell.cases.extend(rows);
+        cell.lesions = match (cell.lesions.take(), lesions) {
+            (Some(mut all), Some(l)) => {
+                all.extend(l);
+                Some(all)
+            }
+            _ => None,
+        };
     }
     if cells.is_empty() {
         bail!(
@@ -185,87 +211,228 @@ fn split_csv_line(line: &str) -> Vec<String> {
     out
 }
 
+/// The rows of a CSV file with the named columns located in its header.
+struct Csv {
+    /// Column name → index.
+    col: BTreeMap<&'static str, usize>,
+    /// (1-based line number, fields) of each data row.
+    rows: Vec<(usize, Vec<String>)>,
+}
+
+impl Csv {
+    /// Splits `text`; every one of `columns` must be in the header (any
+    /// order, extra columns ignored).
+    fn parse(text: &str, columns: &[&'static str]) -> Result<Csv> {
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let header = split_csv_line(lines.next().context("empty file: expected a header row")?);
+        let mut col = BTreeMap::new();
+        for &name in columns {
+            let i = header
+                .iter()
+                .position(|h| h.trim() == name)
+                .with_context(|| format!("missing column {name:?}"))?;
+            col.insert(name, i);
+        }
+        let rows = lines
+            .enumerate()
+            .map(|(n, l)| (n + 2, split_csv_line(l)))
+            .collect();
+        Ok(Csv { col, rows })
+    }
+
+    fn rows(&self) -> impl Iterator<Item = Row<'_>> {
+        self.rows.iter().map(|(n, f)| Row {
+            n: *n,
+            fields: f,
+            col: &self.col,
+        })
+    }
+}
+
+/// One data row of a [`Csv`], with typed accessors whose errors name the
+/// row, the column and the text found.
+struct Row<'a> {
+    n: usize,
+    fields: &'a [String],
+    col: &'a BTreeMap<&'static str, usize>,
+}
+
+impl Row<'_> {
+    fn get(&self, name: &str) -> Result<&str> {
+        let i = self.col[name];
+        self.fields
+            .get(i)
+            .map(|s| s.trim())
+            .with_context(|| format!("row {}: missing column {name:?}", self.n))
+    }
+
+    /// A number; empty or `nan` is NaN.
+    fn float(&self, name: &str) -> Result<f64> {
+        let s = self.get(name)?;
+        if s.is_empty() || s.eq_ignore_ascii_case("nan") {
+            return Ok(f64::NAN);
+        }
+        s.parse()
+            .with_context(|| format!("row {}, column {name}: {s:?} is not a number", self.n))
+    }
+
+    /// A count; empty is `None`.
+    fn count(&self, name: &str) -> Result<Option<u64>> {
+        let s = self.get(name)?;
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse().map(Some).with_context(|| {
+            format!(
+                "row {}, column {name}: {s:?} is not a non-negative integer",
+                self.n
+            )
+        })
+    }
+
+    /// A count that must be present.
+    fn req(&self, name: &str) -> Result<u64> {
+        self.count(name)?
+            .with_context(|| format!("row {}: column {name} is empty", self.n))
+    }
+
+    /// A label (`u32`); empty is `None`.
+    fn label(&self, name: &str) -> Result<Option<u32>> {
+        self.count(name)?
+            .map(|v| {
+                u32::try_from(v)
+                    .with_context(|| format!("row {}, column {name}: label {v} too large", self.n))
+            })
+            .transpose()
+    }
+}
+
 /// Parses `patients.csv` (columns [`PATIENT_COLUMNS`], any order; empty
 /// cells are NaN / absent).
 pub fn parse_patients_csv(text: &str) -> Result<Vec<PatientMetrics>> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = split_csv_line(lines.next().context("empty file: expected a header row")?);
-    let mut col = BTreeMap::new();
-    for name in PATIENT_COLUMNS {
-        let i = header
-            .iter()
-            .position(|h| h.trim() == name)
-            .with_context(|| format!("missing column {name:?}"))?;
-        col.insert(name, i);
-    }
-    let mut rows = Vec::new();
-    for (n, line) in lines.enumerate() {
-        let f = split_csv_line(line);
-        let row = n + 2;
-        let get = |name: &str| -> Result<&str> {
-            let i = col[name];
-            f.get(i)
-                .map(|s| s.trim())
-                .with_context(|| format!("row {row}: missing column {name:?}"))
-        };
-        let float = |name: &str| -> Result<f64> {
-            let s = get(name)?;
-            if s.is_empty() || s.eq_ignore_ascii_case("nan") {
-                return Ok(f64::NAN);
-            }
-            s.parse()
-                .with_context(|| format!("row {row}, column {name}: {s:?} is not a number"))
-        };
-        let count = |name: &str| -> Result<Option<u64>> {
-            let s = get(name)?;
-            if s.is_empty() {
-                return Ok(None);
-            }
-            s.parse().map(Some).with_context(|| {
-                format!("row {row}, column {name}: {s:?} is not a non-negative integer")
+    let csv = Csv::parse(text, &PATIENT_COLUMNS)?;
+    csv.rows()
+        .map(|r| {
+            Ok(PatientMetrics {
+                case_id: r.get("case_id")?.to_string(),
+                connectivity: r.req("connectivity")? as u32,
+                voxel_ml: r.float("voxel_ml")?,
+                dice: r.float("dice")?,
+                fpv_ml: r.float("fpv_ml")?,
+                fnv_ml: r.float("fnv_ml")?,
+                tp_c1: r.req("tp_c1")?,
+                fp_c1: r.req("fp_c1")?,
+                fn_c1: r.req("fn_c1")?,
+                f1_c1: r.float("f1_c1")?,
+                tp_c2: r.req("tp_c2")?,
+                fp_c2: r.req("fp_c2")?,
+                fn_c2: r.req("fn_c2")?,
+                f1_c2: r.float("f1_c2")?,
+                tp_c3: r.count("tp_c3")?,
+                fp_c3: r.count("fp_c3")?,
+                fn_c3: r.count("fn_c3")?,
+                f1_c3: r.float("f1_c3")?,
+                tp_1to1: r.req("tp_1to1")?,
+                fp_1to1: r.req("fp_1to1")?,
+                fn_1to1: r.req("fn_1to1")?,
+                f1_1to1: r.float("f1_1to1")?,
+                n_gt_lesions: r.req("n_gt_lesions")?,
+                n_pred_lesions: r.req("n_pred_lesions")?,
+                gt_tmtv_ml: r.float("gt_tmtv_ml")?,
+                pred_tmtv_ml: r.float("pred_tmtv_ml")?,
+                gt_suvmax: r.float("gt_suvmax")?,
+                gt_suvmean: r.float("gt_suvmean")?,
+                gt_tla: r.float("gt_tla")?,
+                pred_suvmax: r.float("pred_suvmax")?,
+                pred_suvmean: r.float("pred_suvmean")?,
+                pred_tla: r.float("pred_tla")?,
+                dmax_cm: r.float("dmax_cm")?,
+                pred_dmax_cm: r.float("pred_dmax_cm")?,
             })
-        };
-        let req = |name: &str| -> Result<u64> {
-            count(name)?.with_context(|| format!("row {row}: column {name} is empty"))
-        };
-        rows.push(PatientMetrics {
-            case_id: get("case_id")?.to_string(),
-            connectivity: req("connectivity")? as u32,
-            voxel_ml: float("voxel_ml")?,
-            dice: float("dice")?,
-            fpv_ml: float("fpv_ml")?,
-            fnv_ml: float("fnv_ml")?,
-            tp_c1: req("tp_c1")?,
-            fp_c1: req("fp_c1")?,
-            fn_c1: req("fn_c1")?,
-            f1_c1: float("f1_c1")?,
-            tp_c2: req("tp_c2")?,
-            fp_c2: req("fp_c2")?,
-            fn_c2: req("fn_c2")?,
-            f1_c2: float("f1_c2")?,
-            tp_c3: count("tp_c3")?,
-            fp_c3: count("fp_c3")?,
-            fn_c3: count("fn_c3")?,
-            f1_c3: float("f1_c3")?,
-            tp_1to1: req("tp_1to1")?,
-            fp_1to1: req("fp_1to1")?,
-            fn_1to1: req("fn_1to1")?,
-            f1_1to1: float("f1_1to1")?,
-            n_gt_lesions: req("n_gt_lesions")?,
-            n_pred_lesions: req("n_pred_lesions")?,
-            gt_tmtv_ml: float("gt_tmtv_ml")?,
-            pred_tmtv_ml: float("pred_tmtv_ml")?,
-            gt_suvmax: float("gt_suvmax")?,
-            gt_suvmean: float("gt_suvmean")?,
-            gt_tla: float("gt_tla")?,
-            pred_suvmax: float("pred_suvmax")?,
-            pred_suvmean: float("pred_suvmean")?,
-            pred_tla: float("pred_tla")?,
-            dmax_cm: float("dmax_cm")?,
-            pred_dmax_cm: float("pred_dmax_cm")?,
-        });
+        })
+        .collect()
+}
+
+/// Parses `lesions.csv` (columns [`LESION_COLUMNS`], any order; `kind` is
+/// `gt` or `unmatched_pred`, `pred_labels` `;`-separated, empty cells NaN /
+/// absent).
+pub fn parse_lesions_csv(text: &str) -> Result<Vec<LesionMetrics>> {
+    let csv = Csv::parse(text, &LESION_COLUMNS)?;
+    csv.rows()
+        .map(|r| {
+            let kind = match r.get("kind")? {
+                "gt" => LesionKind::Gt,
+                "unmatched_pred" => LesionKind::UnmatchedPred,
+                k => bail!(
+                    "row {}, column kind: {k:?}, expected \"gt\" or \"unmatched_pred\"",
+                    r.n
+                ),
+            };
+            let pred_labels = r
+                .get("pred_labels")?
+                .split(';')
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    l.trim().parse().with_context(|| {
+                        format!("row {}, column pred_labels: {l:?} is not a label", r.n)
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Ok(LesionMetrics {
+                case_id: r.get("case_id")?.to_string(),
+                kind,
+                gt_label: r.label("gt_label")?,
+                pred_labels,
+                dice: r.float("dice")?,
+                gt_mtv_ml: r.float("gt_mtv_ml")?,
+                gt_suvmax: r.float("gt_suvmax")?,
+                gt_suvmean: r.float("gt_suvmean")?,
+                gt_tla: r.float("gt_tla")?,
+                pred_mtv_ml: r.float("pred_mtv_ml")?,
+                pred_suvmax: r.float("pred_suvmax")?,
+                pred_suvmean: r.float("pred_suvmean")?,
+                pred_tla: r.float("pred_tla")?,
+            })
+        })
+        .collect()
+}
+
+/// Checks a folder's lesions against its cases: every lesion's case is in
+/// `patients.csv`, each case has as many GT lesion rows as its
+/// `n_gt_lesions`, and every GT lesion has a finite MTV and DSC.
+pub fn check_lesions(cases: &[PatientMetrics], lesions: &[LesionMetrics]) -> Result<()> {
+    let mut gt: BTreeMap<&str, u64> = cases.iter().map(|c| (c.case_id.as_str(), 0)).collect();
+    for l in lesions {
+        let n = gt.get_mut(l.case_id.as_str()).with_context(|| {
+            format!(
+                "lesion of case {:?}, which patients.csv does not list",
+                l.case_id
+            )
+        })?;
+        if l.kind == LesionKind::Gt {
+            *n += 1;
+            if !(l.gt_mtv_ml.is_finite() && l.dice.is_finite()) {
+                bail!(
+                    "case {}: GT lesion {:?} has gt_mtv_ml {} and dice {}, expected numbers",
+                    l.case_id,
+                    l.gt_label,
+                    l.gt_mtv_ml,
+                    l.dice
+                );
+            }
+        }
     }
-    Ok(rows)
+    for c in cases {
+        let n = gt[c.case_id.as_str()];
+        if n != c.n_gt_lesions {
+            bail!(
+                "case {}: {n} GT lesion rows, but patients.csv says n_gt_lesions = {}",
+                c.case_id,
+                c.n_gt_lesions
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -295,16 +462,58 @@ mod tests {
         );
     }
 
+    const PATIENT_CSV: &str = "case_id,connectivity,voxel_ml,dice,fpv_ml,fnv_ml,tp_c1,fp_c1,fn_c1,f1_c1,tp_c2,fp_c2,fn_c2,f1_c2,tp_c3,fp_c3,fn_c3,f1_c3,tp_1to1,fp_1to1,fn_1to1,f1_1to1,n_gt_lesions,n_pred_lesions,gt_tmtv_ml,pred_tmtv_ml,gt_suvmax,gt_suvmean,gt_tla,pred_suvmax,pred_suvmean,pred_tla,dmax_cm,pred_dmax_cm\n\
+p1,18,0.064,0.5,1,2,1,0,0,1,1,0,0,1,,,,,1,0,0,1,1,1,3,2,5,4,12,5,4,8,0,0\n";
+
     #[test]
     fn round_trips_the_eval_writer() {
-        let csv = "case_id,connectivity,voxel_ml,dice,fpv_ml,fnv_ml,tp_c1,fp_c1,fn_c1,f1_c1,tp_c2,fp_c2,fn_c2,f1_c2,tp_c3,fp_c3,fn_c3,f1_c3,tp_1to1,fp_1to1,fn_1to1,f1_1to1,n_gt_lesions,n_pred_lesions,gt_tmtv_ml,pred_tmtv_ml,gt_suvmax,gt_suvmean,gt_tla,pred_suvmax,pred_suvmean,pred_tla,dmax_cm,pred_dmax_cm\n\
-p1,18,0.064,0.5,1,2,1,0,0,1,1,0,0,1,,,,,1,0,0,1,1,1,3,2,5,4,12,5,4,8,0,0\n";
-        let rows = parse_patients_csv(csv).unwrap();
+        let rows = parse_patients_csv(PATIENT_CSV).unwrap();
         let back = petseg_eval::report::patients_csv(&rows).unwrap();
         assert_eq!(parse_patients_csv(&back).unwrap().len(), 1);
         assert_eq!(rows[0].tp_c3, None);
         assert!(rows[0].f1_c3.is_nan());
         assert_eq!(rows[0].dice, 0.5);
         assert!(parse_patients_csv("case_id\np1\n").is_err());
+    }
+
+    #[test]
+    fn lesions_round_trip_and_are_checked() {
+        let csv = "case_id,kind,gt_label,pred_labels,dice,gt_mtv_ml,gt_suvmax,gt_suvmean,gt_tla,pred_mtv_ml,pred_suvmax,pred_suvmean,pred_tla\n\
+p1,gt,1,2;3,0.5,3,5,4,12,2,5,4,8\n\
+p1,gt,2,,0,1.5,4,3,4.5,0,,,\n\
+p1,unmatched_pred,,4,0,,,,,0.2,3,2,0.4\n";
+        let rows = parse_lesions_csv(csv).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].pred_labels, [2, 3]);
+        assert_eq!(rows[1].gt_label, Some(2));
+        assert_eq!(rows[2].kind, LesionKind::UnmatchedPred);
+        assert!(rows[2].gt_mtv_ml.is_nan() && rows[2].gt_label.is_none());
+        let back = petseg_eval::report::lesions_csv(&rows).unwrap();
+        // NaN != NaN: compare the re-written text.
+        let again = petseg_eval::report::lesions_csv(&parse_lesions_csv(&back).unwrap()).unwrap();
+        assert_eq!(again, back);
+        let e = parse_lesions_csv(&csv.replace("unmatched_pred", "fp")).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("row 4, column kind: \"fp\""),
+            "{e:#}"
+        );
+
+        let patient = |id: &str, n| PatientMetrics {
+            case_id: id.into(),
+            n_gt_lesions: n,
+            ..parse_patients_csv(PATIENT_CSV).unwrap()[0].clone()
+        };
+        check_lesions(&[patient("p1", 2)], &rows).unwrap();
+        let e = check_lesions(&[patient("p1", 3)], &rows).unwrap_err();
+        assert!(
+            format!("{e:#}")
+                .contains("case p1: 2 GT lesion rows, but patients.csv says n_gt_lesions = 3"),
+            "{e:#}"
+        );
+        let e = check_lesions(&[patient("p2", 0)], &rows).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("\"p1\", which patients.csv does not list"),
+            "{e:#}"
+        );
     }
 }

@@ -1,12 +1,14 @@
 //! `cargo xtask report`: the study's tables and figures from a results
 //! folder (SPEC §9).
 //!
-//! Input: `results/NAME/<network>__<loss>[__fold<k>]/patients.csv` (see
-//! [`load`] for the layout). Output (`--out`, default `results/NAME/report`):
+//! Input: `results/NAME/<network>__<loss>[__fold<k>]/patients.csv` and,
+//! for the lesion MTV table, `lesions.csv` (see [`load`] for the layout). Output (`--out`, default `results/NAME/report`):
 //!
-//! * `report.md`: Table 1, the scenario, TMTV-threshold and Dmax tables;
+//! * `report.md`: Table 1, the scenario, TMTV-threshold, lesion
+//!   MTV-threshold and Dmax tables;
 //! * `report.json`: the same numbers, machine-readable ([`tables::ReportData`]);
-//! * `dsc_boxplots.png`, `tmtv_threshold.png`, `dmax_groups.png`;
+//! * `dsc_boxplots.png`, `tmtv_threshold.png`, `mtv_threshold.png`,
+//!   `dmax_groups.png`;
 //! * `report.html`: one self-contained page (figures inlined as base64
 //!   `data:` URIs).
 //!
@@ -32,7 +34,7 @@ pub mod tables;
 use tables::escape_html;
 
 /// The figures: file name and caption.
-const FIGURES: [(&str, &str); 3] = [
+const FIGURES: [(&str, &str); 4] = [
     (
         "dsc_boxplots.png",
         "Per-patient DSC per network × loss and lesion scenario (boxes: IQR and median; whiskers: 1.5 IQR).",
@@ -40,6 +42,10 @@ const FIGURES: [(&str, &str); 3] = [
     (
         "tmtv_threshold.png",
         "Median DSC of the cases whose GT TMTV is at or below each percentile threshold.",
+    ),
+    (
+        "mtv_threshold.png",
+        "Median lesion DSC of the GT lesions whose MTV is at or below each percentile threshold (a GT lesion no prediction touches counts as DSC 0).",
     ),
     ("dmax_groups.png", "Median DSC per GT Dmax group."),
 ];
@@ -122,8 +128,23 @@ pub fn run(results: &Path, out: &Path, proposed: &str) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     figures::register_font()?;
     figures::dsc_boxplots(&cells, &tmp.join(FIGURES[0].0)).context("drawing the DSC box plots")?;
-    figures::tmtv_curve(&data, &tmp.join(FIGURES[1].0)).context("drawing the TMTV figure")?;
-    figures::dmax_groups(&data, &tmp.join(FIGURES[2].0)).context("drawing the Dmax figure")?;
+    figures::threshold_curve(
+        &data,
+        |s| &s.tmtv_thresholds,
+        "GT TMTV",
+        "cases",
+        &tmp.join(FIGURES[1].0),
+    )
+    .context("drawing the TMTV figure")?;
+    figures::threshold_curve(
+        &data,
+        |s| &s.mtv_thresholds,
+        "GT lesion MTV",
+        "lesions",
+        &tmp.join(FIGURES[2].0),
+    )
+    .context("drawing the lesion MTV figure")?;
+    figures::dmax_groups(&data, &tmp.join(FIGURES[3].0)).context("drawing the Dmax figure")?;
     let (overlay_figs, overlay_notes) = draw_overlays(&cells, proposed, &tmp);
     let figs: Vec<(String, String)> = FIGURES
         .iter()

@@ -1,12 +1,12 @@
-//! The report's numbers (Table 1, scenarios, TMTV thresholds, Dmax groups)
-//! and their rendering as Markdown and HTML tables.
+//! The report's numbers (Table 1, scenarios, TMTV and lesion MTV
+//! thresholds, Dmax groups) and their rendering as Markdown and HTML tables.
 //!
 //! Every statistic comes from `petseg_eval` (`stats::Summary`,
 //! `cohort::summarize`, `cohort::compare_paired`); this module only picks
 //! and lays them out.
 
 use anyhow::{Context, Result};
-use petseg_eval::cohort::{compare_paired, summarize, CohortSummary};
+use petseg_eval::cohort::{compare_paired, summarize, CohortSummary, ThresholdRow};
 use petseg_eval::stats::{Alternative, Summary, WilcoxonResult};
 use petseg_eval::PatientMetrics;
 use serde::Serialize;
@@ -70,8 +70,13 @@ pub struct CellReport {
     pub loss: String,
     /// The cell folders pooled.
     pub folders: Vec<String>,
-    /// `petseg_eval::cohort::summarize` of its cases (MTV thresholds empty:
-    /// lesions.csv is not read).
+    /// Whether every folder had a `lesions.csv` (else `mtv_thresholds` is
+    /// empty).
+    pub lesions_csv: bool,
+    /// `petseg_eval::cohort::summarize` of its cases and GT lesions:
+    /// `tmtv_thresholds` over cases with a GT lesion, `mtv_thresholds` over
+    /// GT lesions (percentiles 25, 50, 75, 85 with NumPy's linear
+    /// interpolation; "below" is ≤; an unmatched GT lesion has DSC 0).
     pub summary: CohortSummary,
 }
 
@@ -127,7 +132,8 @@ pub fn compute(cells: &[Cell], proposed: &str) -> Result<ReportData> {
             network: c.network.clone(),
             loss: c.loss.clone(),
             folders: c.folders.iter().map(|f| f.display().to_string()).collect(),
-            summary: summarize(&c.cases, &[]),
+            lesions_csv: c.lesions.is_some(),
+            summary: summarize(&c.cases, c.lesions.as_deref().unwrap_or_default()),
         })
         .collect();
     Ok(ReportData {
@@ -229,6 +235,8 @@ pub fn tables(data: &ReportData) -> Vec<Table> {
     });
     let mut scen = Vec::new();
     let mut tmtv = Vec::new();
+    let mut mtv = Vec::new();
+    let mut no_lesions_csv = Vec::new();
     let mut dmax = Vec::new();
     for c in &data.cells {
         for g in &c.summary.scenarios {
@@ -249,15 +257,10 @@ pub fn tables(data: &ReportData) -> Vec<Table> {
                 num(g.f1_c3.mean, 3),
             ]);
         }
-        for t in &c.summary.tmtv_thresholds {
-            tmtv.push(vec![
-                c.network.clone(),
-                c.loss.clone(),
-                format!("P{}", t.percentile),
-                num(t.threshold_ml, 2),
-                t.n_below.to_string(),
-                num(t.median_dice_below, 3),
-            ]);
+        tmtv.extend(threshold_rows(c, &c.summary.tmtv_thresholds));
+        mtv.extend(threshold_rows(c, &c.summary.mtv_thresholds));
+        if !c.lesions_csv {
+            no_lesions_csv.push(format!("{} / {}", c.network, c.loss));
         }
         for g in &c.summary.dmax_study_groups {
             dmax.push(vec![
@@ -310,6 +313,31 @@ pub fn tables(data: &ReportData) -> Vec<Table> {
         .to_vec(),
         rows: tmtv,
     });
+    let mut mtv_note = "GT lesions (lesions.csv) whose MTV is ≤ the threshold, a percentile \
+         (NumPy's linear interpolation) of the GT lesion MTVs of the network × loss; lesion DSC \
+         against the predicted components touching the lesion, 0 when none does."
+        .to_string();
+    if !no_lesions_csv.is_empty() {
+        mtv_note += &format!(
+            " Not computed for {} (a cell folder has no lesions.csv).",
+            no_lesions_csv.join(", ")
+        );
+    }
+    out.push(Table {
+        title: "Median lesion DSC below GT lesion MTV thresholds".into(),
+        note: mtv_note,
+        header: [
+            "network",
+            "loss",
+            "percentile",
+            "MTV ≤ (ml)",
+            "lesions",
+            "median DSC",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: mtv,
+    });
     out.push(Table {
         title: "DSC by Dmax group".into(),
         note: "The study's fixed groups of GT Dmax (cm; lower bound inclusive).".into(),
@@ -326,6 +354,23 @@ pub fn tables(data: &ReportData) -> Vec<Table> {
         rows: dmax,
     });
     out
+}
+
+/// The rows of one network × loss's threshold table (TMTV or lesion MTV).
+fn threshold_rows<'a>(
+    c: &'a CellReport,
+    rows: &'a [ThresholdRow],
+) -> impl Iterator<Item = Vec<String>> + 'a {
+    rows.iter().map(|t| {
+        vec![
+            c.network.clone(),
+            c.loss.clone(),
+            format!("P{}", t.percentile),
+            num(t.threshold_ml, 2),
+            t.n_below.to_string(),
+            num(t.median_dice_below, 3),
+        ]
+    })
 }
 
 impl Table {
