@@ -20,7 +20,10 @@
 //! axes, the manifest and the predictions folder (read by `cargo xtask
 //! report`; the network name carries the extra axes' values so different
 //! settings are not pooled). Steps run through an [`Executor`] (the local
-//! one runs the processes; tests use a fake one).
+//! one runs the processes; tests use a fake one). The SLURM executor
+//! ([`slurm`]) submits the unfinished cells as one job array whose tasks run
+//! [`run_one`], so the markers and resume rules are the same; it records
+//! and follows the job.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
