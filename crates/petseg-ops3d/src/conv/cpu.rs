@@ -54,12 +54,7 @@ impl TilePlan {
     }
     /// The plan of the direct kernels (buffer ≤ [`direct::BUF_BUDGET_BYTES`]).
     fn direct(g: &ConvGeom, min_tiles: usize) -> Self {
-        let plan = Self::new(g, direct::row_bytes(g), direct::BUF_BUDGET_BYTES, min_tiles);
-        if direct::plane_tiles(g) {
-            plan.within_planes(g)
-        } else {
-            plan
-        }
+        Self::new(g, direct::row_bytes(g), direct::BUF_BUDGET_BYTES, min_tiles).within_planes(g)
     }
     /// The plan of the im2col + `gemm` kernels (column buffer ≤ [`COL_BUDGET_BYTES`]).
     fn gemm(g: &ConvGeom, elem_bytes: usize, min_tiles: usize) -> Self {

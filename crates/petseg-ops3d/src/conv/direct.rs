@@ -3,17 +3,16 @@
 //! gradient of every non-pointwise convolution (the stride-1 input gradient is
 //! a forward convolution, see `cpu::flipped_adjoint`).
 //!
-//! Layout of a tile of output rows `[r0, r1)` of one sample and group: for
-//! every input block `(ci, kz, ky)` the input rows read by the tile are
-//! copied, zero-padded along W and de-interleaved into `sw` phases (`sw` the W
-//! stride), into `buf [block][phase][blk]`, one row every
+//! Layout of a tile of output rows `[r0, r1)` (of one depth plane) of one
+//! sample and group: for every input block `(ci, kz)` the input rows read by
+//! the tile are copied, zero-padded along W and split into `sh` phases along
+//! H and `sw` phases along W (the strides), into
+//! `buf [(ci, kz)][H phase][W phase][blk]`, one row every
 //! `op = ⌈(W + 2·pw)/sw⌉` elements. Output column `ow` of tile row `t` then
-//! reads tap `kx` at `buf[(block·sw + (kx·dw) mod sw)·blk + t·op + ow +
-//! ⌊kx·dw/sw⌋]`: every tap is a contiguous run at a fixed offset, whatever the
-//! stride, padding or dilation. With stride 1 along H the tiles are runs of
-//! rows of one depth plane and the blocks are `(ci, kz)` only: tap `ky` reads
-//! the same rows shifted by `ky·dh·op`, so each input row is copied once per
-//! `kz` instead of `kz·ky`. The tile's output is computed with row pitch `op`
+//! reads tap `(ky, kx)` in run `(ky·dh mod sh, kx·dw mod sw)` at
+//! `(t + ⌊ky·dh/sh⌋)·op + ow + ⌊kx·dw/sw⌋`: every tap is a contiguous run at a
+//! fixed offset whatever the stride, padding or dilation, and each input row
+//! is copied once per `kz`. The tile's output is computed with row pitch `op`
 //! (the `op − wo` extra columns per row are computed and dropped).
 //!
 //! * Forward micro-kernel: `OB` output channels × `NV` vectors of columns of
@@ -27,7 +26,6 @@
 //! Machines without AVX2/FMA (and f64) use the im2col/shifted-row + `gemm`
 //! kernels of `cpu.rs`, which also serve as the reference in the tests below.
 
-use super::cpu::input_row;
 use super::geom::ConvGeom;
 use std::sync::OnceLock;
 
@@ -106,36 +104,28 @@ pub(super) const BUF_BUDGET_BYTES: usize = 384 << 10;
 
 /// Bytes of the input buffer per output row of a tile (for tile planning).
 pub(super) fn row_bytes(g: &ConvGeom) -> usize {
-    let sw = g.stride[2];
+    let (sh, sw) = (g.stride[1], g.stride[2]);
     let op = (g.input[2] + 2 * g.padding[2]).div_ceil(sw);
-    let kh = if g.stride[1] == 1 { 1 } else { g.kernel[1] };
-    g.cg() * g.kernel[0] * kh * sw * op * std::mem::size_of::<f32>()
+    g.cg() * g.kernel[0] * sh * sw * op * std::mem::size_of::<f32>()
 }
 
-/// True when the tiles of `g` hold whole runs of output rows of one depth
-/// plane (stride 1 along H), so that the `kh` taps along H share the input
-/// rows of the buffer.
-pub(super) fn plane_tiles(g: &ConvGeom) -> bool {
-    g.stride[1] == 1
-}
-
-/// Geometry of the buffers of one tile.
+/// Geometry of the buffers of one tile (output rows `[r0, r1)` of one depth
+/// plane).
 struct TileLayout {
-    /// W stride (number of phases).
+    /// H and W strides (numbers of phases).
+    sh: usize,
     sw: usize,
     /// Row pitch of the buffer and of the output tile.
     op: usize,
     /// Padded column count of the tile: `rows·op` rounded up to whole micro-kernel blocks.
     cols_pad: usize,
-    /// Length of one `(block, phase)` run: the rows of the block plus slack
-    /// for the widest shift.
+    /// Length of one `(block, H phase, W phase)` run: its rows plus slack for
+    /// the widest shift.
     blk: usize,
-    /// Input blocks: `(ci, kz)` when the H taps share rows, else `(ci, kz, ky)`.
+    /// Input blocks `(ci, kz)`.
     blocks: usize,
-    /// Input rows per block.
+    /// Input rows per run.
     rows: usize,
-    /// True when the H taps share the rows of a `(ci, kz)` block.
-    shared: bool,
     /// Offset in the buffer of every tap `(ci, kz, ky, kx)`, in weight order.
     offs: Vec<usize>,
 }
@@ -143,73 +133,70 @@ struct TileLayout {
 impl TileLayout {
     fn new(g: &ConvGeom, isa: Isa, r0: usize, r1: usize) -> Self {
         let [kd, kh, kw] = g.kernel;
-        let (sw, dh, dw) = (g.stride[2], g.dilation[1], g.dilation[2]);
+        let [_, sh, sw] = g.stride;
+        let (dh, dw) = (g.dilation[1], g.dilation[2]);
+        debug_assert_eq!(r0 / g.output[1], (r1 - 1) / g.output[1]);
         let op = (g.input[2] + 2 * g.padding[2]).div_ceil(sw);
         let cb = isa.col_block();
         let cols_pad = ((r1 - r0) * op).div_ceil(cb) * cb;
-        let shared = plane_tiles(g);
-        debug_assert!(!shared || r0 / g.output[1] == (r1 - 1) / g.output[1]);
-        let (rows, blocks, h_span) = if shared {
-            (r1 - r0 + (kh - 1) * dh, g.cg() * kd, (kh - 1) * dh * op)
-        } else {
-            (r1 - r0, g.cg() * kd * kh, 0)
-        };
-        // rows·op ≤ cols_pad + h_span: the rows fit, and so does the widest read
-        let blk = cols_pad + h_span + (kw - 1) * dw / sw;
+        let h_shift = (kh - 1) * dh / sh;
+        let rows = r1 - r0 + h_shift;
+        // rows·op ≤ cols_pad + h_shift·op: the rows fit, and so does the widest read
+        let blk = cols_pad + h_shift * op + (kw - 1) * dw / sw;
         let offs = (0..g.cg() * kd)
             .flat_map(|cz| (0..kh).map(move |ky| (cz, ky)))
             .flat_map(|(cz, ky)| {
-                let (block, row) = if shared {
-                    (cz, ky * dh * op)
-                } else {
-                    (cz * kh + ky, 0)
-                };
-                (0..kw).map(move |kx| (block * sw + (kx * dw) % sw) * blk + row + kx * dw / sw)
+                let run = (cz * sh + (ky * dh) % sh) * sw;
+                let row = (ky * dh) / sh * op;
+                (0..kw).map(move |kx| (run + (kx * dw) % sw) * blk + row + kx * dw / sw)
             })
             .collect();
         TileLayout {
+            sh,
             sw,
             op,
             cols_pad,
             blk,
-            blocks,
+            blocks: g.cg() * kd,
             rows,
-            shared,
             offs,
         }
     }
 }
 
-/// Fills `buf [blocks][sw][blk]` with the zero-padded, phase-split input rows
-/// of the group `xg` read by output rows `[r0, r1)`.
+/// Fills `buf [(ci, kz)][H phase][W phase][blk]` with the zero-padded,
+/// phase-split input rows of the group `xg` read by output rows `[r0, r1)`
+/// (one depth plane): run `(ci, kz, hph, wph)` row `j` holds padded input row
+/// `(oy0 + j)·sh + hph`, columns `c ≡ wph (mod sw)`.
 fn fill(g: &ConvGeom, xg: &[f32], r0: usize, r1: usize, lay: &TileLayout, buf: &mut Vec<f32>) {
-    let [kd, kh, _] = g.kernel;
-    let (iw, pw, in_vol, sw, op) = (g.input[2], g.padding[2], g.in_vol(), lay.sw, lay.op);
+    let kd = g.kernel[0];
+    let (iw, pw, in_vol, sh, sw, op) =
+        (g.input[2], g.padding[2], g.in_vol(), lay.sh, lay.sw, lay.op);
     let (id, ih) = (g.input[0] as isize, g.input[1] as isize);
-    buf.resize(lay.blocks * sw * lay.blk, 0.0);
+    buf.resize(lay.blocks * sh * sw * lay.blk, 0.0);
     let (oz, oy0) = (r0 / g.output[1], r0 % g.output[1]);
+    debug_assert!(r1 > r0);
+    // per W phase: the first input column i0 in it (padded column c = i0 + pw ≡
+    // ph mod sw), its index in the phase row, and how many input columns follow
+    let spans: Vec<(usize, usize, usize)> = (0..sw)
+        .map(|ph| {
+            let i0 = (ph + sw - pw % sw) % sw;
+            let n = if i0 < iw { (iw - i0).div_ceil(sw) } else { 0 };
+            (i0, (i0 + pw) / sw, n)
+        })
+        .collect();
     for ci in 0..g.cg() {
         let xc = &xg[ci * in_vol..(ci + 1) * in_vol];
         for kz in 0..kd {
-            for kyb in 0..if lay.shared { 1 } else { kh } {
-                let block = if lay.shared {
-                    ci * kd + kz
-                } else {
-                    (ci * kd + kz) * kh + kyb
-                };
-                let dst = &mut buf[block * sw * lay.blk..][..sw * lay.blk];
+            let iz = (oz * g.stride[0] + kz * g.dilation[0]) as isize - g.padding[0] as isize;
+            for hph in 0..sh {
+                let runs = &mut buf[((ci * kd + kz) * sh + hph) * sw * lay.blk..][..sw * lay.blk];
                 for j in 0..lay.rows {
-                    let irow = if lay.shared {
-                        let iz = (oz * g.stride[0] + kz * g.dilation[0]) as isize
-                            - g.padding[0] as isize;
-                        let iy = (oy0 + j) as isize - g.padding[1] as isize;
-                        (iz >= 0 && iz < id && iy >= 0 && iy < ih).then(|| (iz * ih + iy) as usize)
-                    } else {
-                        input_row(g, r0 + j, kz, kyb)
-                    };
-                    let src = irow.map(|i| &xc[i * iw..(i + 1) * iw]);
-                    for ph in 0..sw {
-                        let row = &mut dst[ph * lay.blk + j * op..][..op];
+                    let iy = ((oy0 + j) * sh + hph) as isize - g.padding[1] as isize;
+                    let src = (iz >= 0 && iz < id && iy >= 0 && iy < ih)
+                        .then(|| &xc[(iz * ih + iy) as usize * iw..][..iw]);
+                    for (wph, &(i0, first, n)) in spans.iter().enumerate() {
+                        let row = &mut runs[wph * lay.blk + j * op..][..op];
                         let Some(src) = src else {
                             row.fill(0.0);
                             continue;
@@ -220,19 +207,15 @@ fn fill(g: &ConvGeom, xg: &[f32], r0: usize, r1: usize, lay: &TileLayout, buf: &
                             row[pw + iw..].fill(0.0);
                             continue;
                         }
-                        // padded columns c = j'·sw + ph hold input column c − pw
                         row.fill(0.0);
-                        let i0 = (ph + sw - pw % sw) % sw;
-                        if i0 < iw {
-                            let first = (i0 + pw) / sw;
-                            for (d, &v) in row[first..].iter_mut().zip(src[i0..].iter().step_by(sw)) {
-                                *d = v;
-                            }
+                        let src = &src[i0.min(iw)..];
+                        for (k, d) in row[first..first + n].iter_mut().enumerate() {
+                            *d = src[k * sw];
                         }
                     }
                 }
-                for ph in 0..sw {
-                    dst[ph * lay.blk + lay.rows * op..(ph + 1) * lay.blk].fill(0.0);
+                for wph in 0..sw {
+                    runs[wph * lay.blk + lay.rows * op..(wph + 1) * lay.blk].fill(0.0);
                 }
             }
         }
@@ -291,7 +274,7 @@ pub(super) unsafe fn fwd_tile(
     let (og, taps, wo, out_vol, ob) = (g.og(), g.krows(), g.output[2], g.out_vol(), isa.ob());
     let nb = og.div_ceil(ob);
     s.tile.resize(nb * ob * lay.cols_pad, 0.0);
-    assert!(wpk.len() >= nb * taps * ob && s.buf.len() >= lay.blocks * lay.sw * lay.blk);
+    assert!(wpk.len() >= nb * taps * ob && s.buf.len() >= lay.blocks * lay.sh * lay.sw * lay.blk);
     let cb = isa.col_block();
     let chunk = FWD_KK_CHUNK * g.kernel[2];
     for c0 in (0..lay.cols_pad).step_by(cb) {
@@ -299,7 +282,7 @@ pub(super) unsafe fn fwd_tile(
             let offs = &lay.offs[t0..(t0 + chunk).min(taps)];
             for b in 0..nb {
                 // SAFETY: the kernel reads buf[off + c0 + j] for j < cb with
-                // off + c0 + cb ≤ blocks·sw·blk ≤ buf.len() (blk ≥ cols_pad + the
+                // off + c0 + cb ≤ blocks·sh·sw·blk ≤ buf.len() (blk ≥ cols_pad + the
                 // largest shift), the packed weights of block b from tap t0
                 // (checked length), and reads/writes `ob` rows of cb columns of
                 // the tile, which has nb·ob rows of cols_pad.
@@ -350,7 +333,7 @@ pub(super) fn wgrad_tile(
                 .copy_from_slice(&gy_g[o * out_vol + r * wo..][..wo]);
         }
     }
-    assert!(acc_g.len() >= og * taps && s.buf.len() >= lay.blocks * lay.sw * lay.blk);
+    assert!(acc_g.len() >= og * taps && s.buf.len() >= lay.blocks * lay.sh * lay.sw * lay.blk);
     let lanes = isa.lanes();
     let mut sums = [0.0f32; MAX_OB * WG_TB];
     for c0 in (0..lay.cols_pad).step_by(WG_COL_CHUNK) {
@@ -783,7 +766,7 @@ mod tests {
 
 #[cfg(test)]
 mod scratch_timing {
-    use super::super::cpu::{direct_fwd, direct_wgrad, gemm_fwd, gemm_wgrad, conv_dgrad};
+    use super::super::cpu::{conv_dgrad, direct_fwd, direct_wgrad, gemm_fwd, gemm_wgrad};
     use super::*;
     fn cpu_ns() -> f64 {
         let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
@@ -791,29 +774,64 @@ mod scratch_timing {
     }
     fn t(f: &mut dyn FnMut()) -> f64 {
         let mut b = f64::MAX;
-        for _ in 0..3 { let a = cpu_ns(); f(); b = b.min(cpu_ns() - a); }
+        for _ in 0..3 {
+            let a = cpu_ns();
+            f();
+            b = b.min(cpu_ns() - a);
+        }
         b * 1e-9
     }
     #[test]
     #[ignore]
     fn timing() {
         let isa = isa().unwrap();
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let s: usize = std::env::var("S").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let s: usize = std::env::var("S")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64);
         let mk = |c: usize, o: usize, d: usize, st: usize| {
             let out = (d + 2 - 3) / st + 1;
-            ConvGeom { n: 1, c, o, groups: 1, input: [d; 3], kernel: [3; 3], stride: [st; 3], padding: [1; 3], dilation: [1; 3], output: [out; 3] }
+            ConvGeom {
+                n: 1,
+                c,
+                o,
+                groups: 1,
+                input: [d; 3],
+                kernel: [3; 3],
+                stride: [st; 3],
+                padding: [1; 3],
+                dilation: [1; 3],
+                output: [out; 3],
+            }
         };
-        for g in [mk(16, 16, s, 1), mk(16, 32, s, 2), mk(32, 32, s / 2, 1), mk(64, 64, s / 4, 1), mk(128, 128, s / 8, 1)] {
+        let only: Option<usize> = std::env::var("ONLY").ok().and_then(|v| v.parse().ok());
+        for (ci, g) in [
+            mk(16, 16, s, 1),
+            mk(16, 32, s, 2),
+            mk(32, 32, s / 2, 1),
+            mk(64, 64, s / 4, 1),
+            mk(128, 128, s / 8, 1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if only.is_some_and(|o| o != ci) {
+                continue;
+            }
             let x = vec![0.5f32; g.x_len()];
             let w = vec![0.25f32; g.w_len()];
             let gy = vec![0.5f32; g.y_len()];
             let fl = 2.0 * (g.o * g.c * 27 * g.out_vol()) as f64 / 1e9;
             pool.install(|| {
                 let a = t(&mut || { direct_fwd(isa, &g, &x, &w); });
-                let b = t(&mut || { gemm_fwd(&g, &x, &w); });
+                let skip = std::env::var("NOGEMM").is_ok();
+                let b = if skip { 1e9 } else { t(&mut || { gemm_fwd(&g, &x, &w); }) };
                 let c = t(&mut || { direct_wgrad(isa, &g, &x, &gy); });
-                let d = t(&mut || { gemm_wgrad(&g, &x, &gy); });
+                let d = if skip { 1e9 } else { t(&mut || { gemm_wgrad(&g, &x, &gy); }) };
                 let e = t(&mut || { conv_dgrad(&g, &gy, &w); });
                 println!("{}→{} {}³ s{}: fwd direct {:.1} gemm {:.1} | wgrad direct {:.1} gemm {:.1} | dgrad {:.1} GFLOP/cpu-s", g.c, g.o, g.input[0], g.stride[0], fl / a, fl / b, fl / c, fl / d, fl / e);
             });
