@@ -18,10 +18,10 @@
 //! * Forward micro-kernel: `OB` output channels × `NV` vectors of columns of
 //!   accumulators; per tap, `NV` loads, `OB` broadcasts of the weights and
 //!   `OB·NV` FMAs.
-//! * Weight-gradient micro-kernel: `OB` output channels × `TB` taps of vector
-//!   accumulators over the tile's columns (the output gradient is copied with
-//!   zeros in the dropped columns), reduced across lanes in a fixed order at
-//!   the end of the tile.
+//! * Weight-gradient micro-kernel: `WG_NR` taps × 1–2 vectors of output
+//!   channels of accumulators, summed over all columns of the tile; per
+//!   column, 1–2 loads of the (transposed) output gradient, `WG_NR`
+//!   broadcasts of the input and up to `2·WG_NR` FMAs.
 //!
 //! Machines without AVX2/FMA (and f64) use the im2col/shifted-row + `gemm`
 //! kernels of `cpu.rs`, which also serve as the reference in the tests below.
@@ -61,12 +61,13 @@ impl Isa {
     }
 }
 
-/// The largest [`Isa::ob`].
-const MAX_OB: usize = 8;
 /// Column vectors per forward micro-kernel call.
 const FWD_NV: usize = 3;
 /// Taps per weight-gradient micro-kernel call.
-const WG_TB: usize = 3;
+const WG_NR: usize = 12;
+
+/// Largest `WG_NR × vectors × lanes` of one weight-gradient call (its result block).
+const WG_OUT: usize = WG_NR * 2 * 16;
 
 /// The best instruction set of this CPU, detected once; `None` when neither
 /// AVX-512F/VL nor AVX2 + FMA is present (or off x86-64), in which case the
@@ -249,10 +250,6 @@ pub(super) struct Scratch {
 /// so that the input window read by one pass stays in L1.
 const FWD_KK_CHUNK: usize = 32;
 
-/// Columns per pass of the weight-gradient micro-kernel: the output-gradient
-/// rows of one channel block stay in L1 while every tap streams past them.
-const WG_COL_CHUNK: usize = 1024;
-
 /// Forward of output rows `[r0, r1)` of one sample and group.
 ///
 /// # Safety
@@ -309,6 +306,13 @@ pub(super) unsafe fn fwd_tile(
 /// Weight gradient of output rows `[r0, r1)` of one sample and group, added
 /// to `acc_g [og][cg·kd·kh·kw]`. `gy_g` is the group's output gradient of this
 /// sample (`og` channels).
+///
+/// The micro-kernel runs along the tile's columns (the reduction) with
+/// vectors over output channels: the output gradient is transposed to
+/// `[column][channel]` (zero in the dropped columns and padded channels), and
+/// each column adds `gy[column, o-vector] · x[tap, column]` (one broadcast
+/// per tap) into `WG_NR` taps × 1–2 channel vectors of accumulators. No lane
+/// sums are needed and each call covers the whole tile.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn wgrad_tile(
     isa: Isa,
@@ -322,39 +326,51 @@ pub(super) fn wgrad_tile(
 ) {
     let lay = TileLayout::new(g, isa, r0, r1);
     fill(g, xg, r0, r1, &lay, &mut s.buf);
-    let (og, taps, wo, out_vol, ob) = (g.og(), g.krows(), g.output[2], g.out_vol(), isa.ob());
-    let nb = og.div_ceil(ob);
-    // output gradient in the tile's pitch, zero in the dropped and padded columns
+    let (og, taps, wo, out_vol, lanes) = (g.og(), g.krows(), g.output[2], g.out_vol(), isa.lanes());
+    let nvec = og.div_ceil(lanes);
+    let og_pad = nvec * lanes;
     s.tile.clear();
-    s.tile.resize(nb * ob * lay.cols_pad, 0.0);
+    s.tile.resize(lay.cols_pad * og_pad, 0.0);
     for o in 0..og {
         for r in r0..r1 {
-            s.tile[o * lay.cols_pad + (r - r0) * lay.op..][..wo]
-                .copy_from_slice(&gy_g[o * out_vol + r * wo..][..wo]);
+            let c0 = (r - r0) * lay.op;
+            for (i, &v) in gy_g[o * out_vol + r * wo..][..wo].iter().enumerate() {
+                s.tile[(c0 + i) * og_pad + o] = v;
+            }
         }
     }
     assert!(acc_g.len() >= og * taps && s.buf.len() >= lay.blocks * lay.sh * lay.sw * lay.blk);
-    let lanes = isa.lanes();
-    let mut sums = [0.0f32; MAX_OB * WG_TB];
-    for c0 in (0..lay.cols_pad).step_by(WG_COL_CHUNK) {
-        let nvec = (lay.cols_pad - c0).min(WG_COL_CHUNK) / lanes;
-        for b in 0..nb {
-            for t0 in (0..taps).step_by(WG_TB) {
-                let offs = &lay.offs[t0..(t0 + WG_TB).min(taps)];
-                // SAFETY: reads tile rows b·ob..(b+1)·ob (allocated) at columns
-                // c0..c0 + nvec·lanes ≤ cols_pad, and buf[off + c0 + j] for
-                // j < nvec·lanes with off + cols_pad ≤ buf.len() (see
-                // fwd_tile); writes sums[..ob·WG_TB].
-                unsafe {
-                    let gy = s.tile.as_ptr().add(b * ob * lay.cols_pad + c0);
-                    let x = s.buf.as_ptr().add(c0);
-                    kernels::wgrad(isa, gy, lay.cols_pad, x, offs, nvec, &mut sums);
-                }
-                for oi in 0..ob.min(og - b * ob) {
-                    let row = &mut acc_g[(b * ob + oi) * taps..][..taps];
-                    for (ti, a) in row[t0..t0 + offs.len()].iter_mut().enumerate() {
-                        *a += sums[oi * WG_TB + ti];
-                    }
+    let mut out = [0.0f32; WG_OUT];
+    let mut offs = [0usize; WG_NR];
+    for v0 in (0..nvec).step_by(2) {
+        let nv = (nvec - v0).min(2);
+        for t0 in (0..taps).step_by(WG_NR) {
+            let nt = (taps - t0).min(WG_NR);
+            // taps past the end repeat the first one; their sums are dropped
+            for (j, off) in offs.iter_mut().enumerate() {
+                *off = lay.offs[t0 + if j < nt { j } else { 0 }];
+            }
+            // SAFETY: reads tile[c·og_pad + v0·lanes + v·lanes + l] for
+            // c < cols_pad, v < nv, l < lanes (the tile has cols_pad·og_pad
+            // elements and (v0 + nv)·lanes ≤ og_pad), and buf[off + c] for
+            // c < cols_pad with off + cols_pad ≤ buf.len() (see fwd_tile);
+            // writes out[..WG_NR·nv·lanes] ≤ WG_OUT.
+            unsafe {
+                let gy = s.tile.as_ptr().add(v0 * lanes);
+                kernels::wgrad(
+                    isa,
+                    nv,
+                    gy,
+                    og_pad,
+                    s.buf.as_ptr(),
+                    &offs,
+                    lay.cols_pad,
+                    &mut out,
+                );
+            }
+            for j in 0..nt {
+                for l in 0..(nv * lanes).min(og - v0 * lanes) {
+                    acc_g[(v0 * lanes + l) * taps + t0 + j] += out[j * nv * lanes + l];
                 }
             }
         }
@@ -363,7 +379,7 @@ pub(super) fn wgrad_tile(
 
 /// The micro-kernels, one instance per instruction set.
 mod kernels {
-    use super::{Isa, FWD_NV, MAX_OB, WG_TB};
+    use super::{Isa, FWD_NV, WG_NR, WG_OUT};
 
     /// `y[o·ystride + j] (+)= Σ_t w[t·ob + o] · x[offs[t] + j]` for
     /// `o < isa.ob()`, `j < NV·lanes`; `+=` when `accumulate`.
@@ -393,79 +409,45 @@ mod kernels {
         }
     }
 
-    /// `sums[o·WG_TB + t] = Σ_{j < nvec·lanes} gy[o·gstride + j] · x[offs[t] + j]`
-    /// for `o < isa.ob()`, `t < offs.len() ≤ WG_TB`, summed lane-wise then
-    /// across lanes in a fixed order.
+    /// `out[(j·nv + v)·lanes + l] = Σ_{c < ncols} gy[c·gstride + v·lanes + l] · x[offs[j] + c]`
+    /// for the `WG_NR` taps `j`, `nv ∈ {1, 2}` channel vectors `v` and lanes `l`.
     ///
     /// # Safety
     /// As for [`fwd`].
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn wgrad(
         isa: Isa,
+        nv: usize,
         gy: *const f32,
         gstride: usize,
         x: *const f32,
-        offs: &[usize],
-        nvec: usize,
-        sums: &mut [f32; MAX_OB * WG_TB],
+        offs: &[usize; WG_NR],
+        ncols: usize,
+        out: &mut [f32; WG_OUT],
     ) {
-        macro_rules! go {
-            ($m:ident, $ob:literal) => {
-                match offs.len() {
-                    3 => $m::wgrad::<$ob, 3>(gy, gstride, x, offs, nvec, sums),
-                    2 => $m::wgrad::<$ob, 2>(gy, gstride, x, offs, nvec, sums),
-                    _ => $m::wgrad::<$ob, 1>(gy, gstride, x, offs, nvec, sums),
-                }
-            };
-        }
-        const _: () = assert!(WG_TB == 3);
         // SAFETY: forwarded from the caller; `isa` was detected on this CPU.
         unsafe {
-            match isa {
+            match (isa, nv) {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => go!(avx512, 8),
+                (Isa::Avx512, 1) => avx512::wgrad::<1>(gy, gstride, x, offs, ncols, out),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => go!(avx2, 4),
+                (Isa::Avx512, _) => avx512::wgrad::<2>(gy, gstride, x, offs, ncols, out),
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx2, 1) => avx2::wgrad::<1>(gy, gstride, x, offs, ncols, out),
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx2, _) => avx2::wgrad::<2>(gy, gstride, x, offs, ncols, out),
                 #[cfg(not(target_arch = "x86_64"))]
                 _ => unreachable!("no SIMD kernels off x86-64"),
             }
         }
     }
 
-    /// Sum of the 16 lanes, as a fixed tree.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vl")]
-    #[inline]
-    fn hsum512(v: std::arch::x86_64::__m512) -> f32 {
-        use std::arch::x86_64::*;
-        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
-        let h = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
-        hsum256_inner(h)
-    }
-
-    /// Sum of the 8 lanes, as a fixed tree.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn hsum256(v: std::arch::x86_64::__m256) -> f32 {
-        hsum256_inner(v)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx")]
-    #[inline]
-    fn hsum256_inner(v: std::arch::x86_64::__m256) -> f32 {
-        use std::arch::x86_64::*;
-        let q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let d = _mm_add_ps(q, _mm_movehl_ps(q, q));
-        _mm_cvtss_f32(_mm_add_ss(d, _mm_shuffle_ps::<0b01>(d, d)))
-    }
-
     /// One module of micro-kernels per instruction set, from the same source.
     #[cfg(target_arch = "x86_64")]
     macro_rules! simd_kernels {
-        ($name:ident, $feat:literal, $lanes:expr, $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident, $hsum:ident) => {
+        ($name:ident, $feat:literal, $lanes:expr, $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident) => {
             pub(super) mod $name {
-                use super::{MAX_OB, WG_TB};
+                use super::{WG_NR, WG_OUT};
                 use std::arch::x86_64::*;
 
                 const L: usize = $lanes;
@@ -515,41 +497,37 @@ mod kernels {
 
                 /// See `kernels::wgrad`.
                 #[target_feature(enable = $feat)]
-                pub(in super::super) unsafe fn wgrad<const O: usize, const T: usize>(
+                pub(in super::super) unsafe fn wgrad<const V: usize>(
                     gy: *const f32,
                     gstride: usize,
                     x: *const f32,
-                    offs: &[usize],
-                    nvec: usize,
-                    sums: &mut [f32; MAX_OB * WG_TB],
+                    offs: &[usize; WG_NR],
+                    ncols: usize,
+                    out: &mut [f32; WG_OUT],
                 ) {
                     // SAFETY: see the caller.
                     unsafe {
-                        let mut acc = [[$zero(); T]; O];
-                        let mut xp = [x; T];
+                        let mut acc = [[$zero(); V]; WG_NR];
+                        let mut xp = [x; WG_NR];
                         for (p, &off) in xp.iter_mut().zip(offs) {
                             *p = x.add(off);
                         }
-                        let mut gp = [gy; O];
-                        for (o, p) in gp.iter_mut().enumerate() {
-                            *p = gy.add(o * gstride);
-                        }
-                        for v in 0..nvec {
-                            let j = v * L;
-                            let mut xv = [$zero(); T];
-                            for t in 0..T {
-                                xv[t] = $load(xp[t].add(j));
+                        for c in 0..ncols {
+                            let gp = gy.add(c * gstride);
+                            let mut gv = [$zero(); V];
+                            for v in 0..V {
+                                gv[v] = $load(gp.add(v * L));
                             }
-                            for o in 0..O {
-                                let g = $load(gp[o].add(j));
-                                for t in 0..T {
-                                    acc[o][t] = $fma(g, xv[t], acc[o][t]);
+                            for j in 0..WG_NR {
+                                let xb = $set1(*xp[j].add(c));
+                                for v in 0..V {
+                                    acc[j][v] = $fma(gv[v], xb, acc[j][v]);
                                 }
                             }
                         }
-                        for (o, row) in acc.iter().enumerate() {
-                            for (t, &a) in row.iter().enumerate() {
-                                sums[o * WG_TB + t] = super::$hsum(a);
+                        for j in 0..WG_NR {
+                            for v in 0..V {
+                                $store(out.as_mut_ptr().add((j * V + v) * L), acc[j][v]);
                             }
                         }
                     }
@@ -567,8 +545,7 @@ mod kernels {
         _mm512_loadu_ps,
         _mm512_storeu_ps,
         _mm512_set1_ps,
-        _mm512_fmadd_ps,
-        hsum512
+        _mm512_fmadd_ps
     );
     #[cfg(target_arch = "x86_64")]
     simd_kernels!(
@@ -579,8 +556,7 @@ mod kernels {
         _mm256_loadu_ps,
         _mm256_storeu_ps,
         _mm256_set1_ps,
-        _mm256_fmadd_ps,
-        hsum256
+        _mm256_fmadd_ps
     );
 }
 
