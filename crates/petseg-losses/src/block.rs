@@ -43,12 +43,18 @@ pub(crate) struct Needs {
 pub(crate) fn load(src: &[f32]) -> Lanes {
     match <&Lanes>::try_from(src) {
         Ok(full) => *full,
-        Err(_) => {
-            let mut v = [0.0; LANES];
-            v[..src.len()].copy_from_slice(src);
-            v
-        }
+        Err(_) => load_partial(src),
     }
+}
+
+/// [`load`] of the last, partial block of a chunk; kept out of line so that the compiler does
+/// not merge it with the fixed-size copy (it would then call `memcpy` for every block).
+#[cold]
+#[inline(never)]
+fn load_partial(src: &[f32]) -> Lanes {
+    let mut v = [0.0; LANES];
+    v[..src.len()].copy_from_slice(src);
+    v
 }
 
 /// Writes the first `dst.len()` (at most [`LANES`]) lanes of `v` to `dst`.
@@ -56,11 +62,16 @@ pub(crate) fn load(src: &[f32]) -> Lanes {
 pub(crate) fn store(v: &Lanes, dst: &mut [f32]) {
     match <&mut Lanes>::try_from(&mut *dst) {
         Ok(full) => *full = *v,
-        Err(_) => {
-            let n = dst.len();
-            dst.copy_from_slice(&v[..n]);
-        }
+        Err(_) => store_partial(v, dst),
     }
+}
+
+/// [`store`] of a partial block, out of line like [`load_partial`].
+#[cold]
+#[inline(never)]
+fn store_partial(v: &Lanes, dst: &mut [f32]) {
+    let n = dst.len();
+    dst.copy_from_slice(&v[..n]);
 }
 
 /// `Σ_c w[c]·v[c]` lane by lane; with one-hot `w` this picks each voxel's own class.
@@ -76,9 +87,14 @@ pub(crate) fn dot_rows(w: &[Lanes], v: &[Lanes]) -> Lanes {
 }
 
 /// Stable softmax over the rows of `x`: `p_c = e^{x_c − m} / z`, `z = Σ_c e^{x_c − m}`,
-/// `m = max_c x_c`; and, when `lp` is given, `log p_c = (x_c − m) − ln z`.
+/// `m = max_c x_c`; and, when `lp` is given, `log p_c = (x_c − m) − ln z`. Two rows take
+/// [`softmax2`].
 #[inline(always)]
 pub(crate) fn softmax(x: &[Lanes], p: &mut [Lanes], lp: Option<&mut [Lanes]>) {
+    if let ([x0, x1], [p0, p1]) = (x, &mut *p) {
+        let lp = lp.map(|lp| <&mut [Lanes; 2]>::try_from(lp).expect("two rows"));
+        return softmax2([x0, x1], [p0, p1], lp);
+    }
     let mut m = x[0];
     for xc in &x[1..] {
         for i in 0..LANES {
@@ -110,6 +126,30 @@ pub(crate) fn softmax(x: &[Lanes], p: &mut [Lanes], lp: Option<&mut [Lanes]>) {
             for i in 0..LANES {
                 lc[i] = (xc[i] - m[i]) - ln_z[i];
             }
+        }
+    }
+}
+
+/// Two-class softmax from one `exp`: with `d = x₁ − x₀` and `e = e^{−|d|}`, the larger
+/// logit gets `1/(1 + e)` and the smaller `e/(1 + e)`; `log p = −ln(1 + e)` and
+/// `−|d| − ln(1 + e)`.
+#[inline(always)]
+fn softmax2(x: [&Lanes; 2], p: [&mut Lanes; 2], lp: Option<&mut [Lanes; 2]>) {
+    let [p0, p1] = p;
+    let mut d = [0.0; LANES];
+    let mut e = [0.0; LANES];
+    for i in 0..LANES {
+        d[i] = x[1][i] - x[0][i];
+        e[i] = exp(-d[i].abs());
+        let hi = 1.0 / (1.0 + e[i]);
+        let lo = e[i] * hi;
+        (p0[i], p1[i]) = if d[i] >= 0.0 { (lo, hi) } else { (hi, lo) };
+    }
+    if let Some([l0, l1]) = lp {
+        for i in 0..LANES {
+            let l = ln(1.0 + e[i]);
+            let lo = -d[i].abs() - l;
+            (l0[i], l1[i]) = if d[i] >= 0.0 { (lo, -l) } else { (-l, lo) };
         }
     }
 }

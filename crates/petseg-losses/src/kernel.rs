@@ -16,7 +16,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::block::{store, Block, Needs, Rows, MAX_CLASSES};
@@ -91,7 +91,7 @@ impl Sums {
     /// Adds the lane sums of image `b` (lanes in order, in f64) and zeroes them.
     fn flush(&mut self, lanes: &mut LaneSums, terms: &Terms, b: usize, nc: usize) {
         let total = |v: &mut [f32; LANES]| {
-            let s = v.iter().map(|&x| f64::from(x)).sum::<f64>();
+            let s = pairwise_sum(v);
             *v = [0.0; LANES];
             s
         };
@@ -108,11 +108,24 @@ impl Sums {
     }
 }
 
+/// Sum of the lanes by halving (vectorises; error O(log LANES) ulp), widened to f64.
+#[inline(always)]
+fn pairwise_sum(v: &[f32; LANES]) -> f64 {
+    let mut w = *v;
+    let mut n = LANES;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            w[i] += w[i + n];
+        }
+    }
+    f64::from(w[0])
+}
+
 /// What the backward pass needs from the forward pass.
 #[derive(Debug)]
 struct Saved {
     dims: Dims,
-    classes: Arc<Vec<u8>>,
     /// Dice, per entry, with A the numerator and D the denominator: `(−2/D, A/D²)`.
     dice_coef: Vec<(f64, f64)>,
     /// L1DFL, per (b, c): `(−2/D, 2A/D²)`, and β per bin.
@@ -351,8 +364,8 @@ fn forward(terms: &Terms, d: Dims, x: &[f32], cls: &[u8], ch: &Chunk) -> Sums {
 
 /// [`backward_chunk`] for the class count at hand, in portable code.
 #[inline(always)]
-fn backward_any(g: &GradOp, x: &[f32], ch: &Chunk, out: &mut [&mut [f32]]) {
-    let (d, cls) = (g.saved.dims, &g.saved.classes);
+fn backward_any(g: &GradOp, x: &[f32], cls: &[u8], ch: &Chunk, out: &mut [&mut [f32]]) {
+    let d = g.saved.dims;
     match d.c {
         2 => backward_chunk::<2>(&g.terms, &g.coefs, d, x, cls, ch, out),
         _ => backward_chunk::<0>(&g.terms, &g.coefs, d, x, cls, ch, out),
@@ -362,26 +375,25 @@ fn backward_any(g: &GradOp, x: &[f32], ch: &Chunk, out: &mut [&mut [f32]]) {
 /// [`backward_any`] compiled for AVX2 + FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn backward_avx2(g: &GradOp, x: &[f32], ch: &Chunk, out: &mut [&mut [f32]]) {
-    backward_any(g, x, ch, out)
+fn backward_avx2(g: &GradOp, x: &[f32], cls: &[u8], ch: &Chunk, out: &mut [&mut [f32]]) {
+    backward_any(g, x, cls, ch, out)
 }
 
 /// The gradient over one chunk with the best code the CPU runs.
-fn backward(g: &GradOp, x: &[f32], ch: &Chunk, out: &mut [&mut [f32]]) {
+fn backward(g: &GradOp, x: &[f32], cls: &[u8], ch: &Chunk, out: &mut [&mut [f32]]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU has the features `backward_avx2` is compiled for.
-        return unsafe { backward_avx2(g, x, ch, out) };
+        return unsafe { backward_avx2(g, x, cls, ch, out) };
     }
-    backward_any(g, x, ch, out)
+    backward_any(g, x, cls, ch, out)
 }
 
 /// The loss value from the totals, and what the backward pass needs.
-fn finish(terms: &Terms, d: Dims, sums: &Sums, classes: Arc<Vec<u8>>) -> (f64, Saved) {
+fn finish(terms: &Terms, d: Dims, sums: &Sums) -> (f64, Saved) {
     let mut value = 0.0;
     let mut saved = Saved {
         dims: d,
-        classes,
         dice_coef: Vec::new(),
         l1_coef: Vec::new(),
         l1_beta: Vec::new(),
@@ -503,14 +515,14 @@ impl CustomOp2 for LossOp {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let d = dims(l1.dims(), l2.dims())?;
         let x = f32_slice(s1, l1)?;
-        let classes = Arc::new(labels::decode(s2, l2, d.c)?);
+        let classes = labels::decode(s2, l2, d.c)?;
         let parts: Vec<Sums> = chunks(d)
             .par_iter()
             .map(|ch| forward(&self.terms, d, x, &classes, ch))
             .collect();
         let mut total = Sums::zeros(&self.terms, d);
         parts.iter().for_each(|p| total.add(p));
-        let (value, saved) = finish(&self.terms, d, &total, classes);
+        let (value, saved) = finish(&self.terms, d, &total);
         *self
             .saved
             .lock()
@@ -522,7 +534,7 @@ impl CustomOp2 for LossOp {
     fn bwd(
         &self,
         arg1: &Tensor,
-        _arg2: &Tensor,
+        arg2: &Tensor,
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
@@ -535,30 +547,41 @@ impl CustomOp2 for LossOp {
         let scale = grad_res
             .to_dtype(candle_core::DType::F64)?
             .to_scalar::<f64>()?;
-        let grad = arg1.apply_op1_no_bwd(&GradOp {
-            terms: self.terms.clone(),
-            coefs: GradCoefs::new(&self.terms, &saved, scale),
-            saved,
-        })?;
+        let grad = arg1.apply_op2_no_bwd(
+            arg2,
+            &GradOp {
+                terms: self.terms.clone(),
+                coefs: GradCoefs::new(&self.terms, &saved, scale),
+                saved,
+            },
+        )?;
         Ok((Some(grad), None))
     }
 }
 
-/// Backward op: `logits → scale · ∂loss/∂logits`, using the sums saved by [`LossOp`].
+/// Backward op: `(logits, labels) → scale · ∂loss/∂logits`, using the sums saved by
+/// [`LossOp`].
 struct GradOp {
     terms: Arc<Terms>,
     saved: Arc<Saved>,
     coefs: GradCoefs,
 }
 
-impl CustomOp1 for GradOp {
+impl CustomOp2 for GradOp {
     fn name(&self) -> &'static str {
         "petseg-seg-loss-grad"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s: &CpuStorage,
+        l: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l)?;
         let d = self.saved.dims;
+        let classes = labels::decode(s2, l2, d.c)?;
         let mut out = vec![0f32; x.len()];
         let mut work: Vec<(Chunk, Vec<&mut [f32]>)> = Vec::new();
         for (b, image) in out.chunks_mut(d.c * d.s).enumerate() {
@@ -580,7 +603,7 @@ impl CustomOp1 for GradOp {
             }
         }
         work.into_par_iter()
-            .for_each(|(ch, mut slices)| backward(self, x, &ch, &mut slices));
+            .for_each(|(ch, mut slices)| backward(self, x, &classes, &ch, &mut slices));
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 }

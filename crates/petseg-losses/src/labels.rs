@@ -5,17 +5,20 @@
 //! f64) holding whole numbers is accepted; anything else (a fraction, a negative value, an
 //! index ≥ C, NaN) is an error naming the value and its flat index.
 
+use std::borrow::Cow;
+
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout};
 
 use crate::error::LossError;
 
-/// Decodes contiguous label storage into one `u8` class index per voxel.
-pub(crate) fn decode(
-    storage: &CpuStorage,
+/// Decodes contiguous label storage into one `u8` class index per voxel; valid u8 labels are
+/// borrowed, not copied.
+pub(crate) fn decode<'a>(
+    storage: &'a CpuStorage,
     layout: &Layout,
     classes: usize,
-) -> Result<Vec<u8>, LossError> {
+) -> Result<Cow<'a, [u8]>, LossError> {
     let (start, end) = layout
         .contiguous_offsets()
         .ok_or_else(|| LossError::Shape {
@@ -60,10 +63,10 @@ pub(crate) fn decode(
             })
             .collect()
     }
-    match storage {
-        // the common case: one vectorised scan, one copy
+    let owned = match storage {
+        // the common case: one vectorised scan, no copy
         CpuStorage::U8(v) if v[start..end].iter().all(|&c| usize::from(c) < classes) => {
-            Ok(v[start..end].to_vec())
+            return Ok(Cow::Borrowed(&v[start..end]));
         }
         CpuStorage::U8(v) => ints(&v[start..end], classes, bad),
         CpuStorage::U32(v) => ints(&v[start..end], classes, bad),
@@ -79,5 +82,6 @@ pub(crate) fn decode(
             dtype: format!("{:?}", other.dtype()),
             expected: "u8, u32, i16, i32, i64, f16, bf16, f32 or f64 class indices",
         }),
-    }
+    };
+    owned.map(Cow::Owned)
 }

@@ -7,8 +7,8 @@
 //! `exp` (Cephes `expf`), and the `atanh` series for `ln`. Both are within 1e-6 relative of the
 //! exact values on the ranges the kernel uses (see the tests); the loss tolerance is 1e-5.
 
-/// Voxels per block: two AVX2 registers of f32.
-pub(crate) const LANES: usize = 16;
+/// Voxels per block: four AVX2 registers of f32 (measured faster than 8, 16 or 64).
+pub(crate) const LANES: usize = 32;
 
 /// One f32 per voxel of a block.
 pub(crate) type Lanes = [f32; LANES];
