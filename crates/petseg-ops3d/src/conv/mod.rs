@@ -192,16 +192,29 @@ impl CustomOp2 for ConvOp {
         };
         match self.kind {
             ConvKind::Conv => {
-                // a = x, b = w
-                let gx = grad.apply_op2_no_bwd(b, &op(ConvKind::InputGrad))?;
-                let gw = a.apply_op2_no_bwd(&grad, &op(ConvKind::WeightGrad))?;
-                Ok((Some(gx), Some(gw)))
+                // a = x, b = w; a gradient nobody tracks (e.g. the network's
+                // input image) is not computed
+                let gx = a
+                    .track_op()
+                    .then(|| grad.apply_op2_no_bwd(b, &op(ConvKind::InputGrad)))
+                    .transpose()?;
+                let gw = b
+                    .track_op()
+                    .then(|| a.apply_op2_no_bwd(&grad, &op(ConvKind::WeightGrad)))
+                    .transpose()?;
+                Ok((gx, gw))
             }
             ConvKind::Transposed => {
                 // a = x_t (the adjoint conv's output), b = w; grad lives on the adjoint conv's input
-                let gx = grad.apply_op2_no_bwd(b, &op(ConvKind::Conv))?;
-                let gw = grad.apply_op2_no_bwd(a, &op(ConvKind::WeightGrad))?;
-                Ok((Some(gx), Some(gw)))
+                let gx = a
+                    .track_op()
+                    .then(|| grad.apply_op2_no_bwd(b, &op(ConvKind::Conv)))
+                    .transpose()?;
+                let gw = b
+                    .track_op()
+                    .then(|| grad.apply_op2_no_bwd(a, &op(ConvKind::WeightGrad)))
+                    .transpose()?;
+                Ok((gx, gw))
             }
             ConvKind::InputGrad | ConvKind::WeightGrad => {
                 Err(candle_core::Error::BackwardNotSupported { op: self.name() })
@@ -425,4 +438,50 @@ pub fn conv_transpose3d(
         },
     )?;
     add_bias(OP, y, bias, cout)?.to_dtype(x.dtype())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// The backward computes only the gradients of tracked tensors, and those
+    /// are unchanged when the other one is skipped.
+    #[test]
+    fn untracked_arguments_get_no_gradient() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (1, 3, 5, 6, 7), &dev)?;
+        let w = Tensor::randn(0f32, 1.0, (4, 3, 3, 3, 3), &dev)?;
+        let cfg = Conv3dConfig {
+            padding: [1; 3],
+            ..Default::default()
+        };
+        let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
+        let both = conv3d(xv.as_tensor(), wv.as_tensor(), None, &cfg)?
+            .sqr()?
+            .sum_all()?
+            .backward()?;
+        let only_w = conv3d(&x, wv.as_tensor(), None, &cfg)?
+            .sqr()?
+            .sum_all()?
+            .backward()?;
+        assert!(only_w.get(&x).is_none());
+        let (a, b) = (
+            both.get(wv.as_tensor()).unwrap(),
+            only_w.get(wv.as_tensor()).unwrap(),
+        );
+        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert_eq!(diff, 0.0);
+        let only_x = conv3d(xv.as_tensor(), &w, None, &cfg)?
+            .sqr()?
+            .sum_all()?
+            .backward()?;
+        assert!(only_x.get(&w).is_none());
+        let diff = (both.get(xv.as_tensor()).unwrap() - only_x.get(xv.as_tensor()).unwrap())?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert_eq!(diff, 0.0);
+        Ok(())
+    }
 }
