@@ -9,6 +9,7 @@
 use super::direct;
 use super::geom::ConvGeom;
 use super::rows;
+use super::subpixel;
 use crate::elem::{Elem, SharedMut};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
@@ -406,16 +407,29 @@ pub(super) fn gemm_fwd<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
 /// Input gradient (also the transposed-convolution forward):
 /// `gx [n, c, in]` from `gy [n, o, out]` and `w [o, cg, k]`.
 ///
-/// Per tile `col = W_gᵀ · gy_tile`, then col2im. Tiles are slabs of output
-/// depth planes thick enough that slabs two apart never touch the same input
-/// plane, so all even slabs run in parallel, then all odd ones.
-///
 /// Stride-1 convolutions (unless the padding exceeds the dilated kernel reach)
-/// take the faster route of [`flipped_adjoint`]: a forward convolution of `gy`.
+/// take the route of [`flipped_adjoint`]: a forward convolution of `gy`.
+/// Strided ones in f32 on a CPU with the direct kernels are split into
+/// stride-1 sub-pixel phases ([`subpixel`]); the rest use [`gemm_dgrad`].
 pub(crate) fn conv_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
     if let Some((g2, w2)) = flipped_adjoint(g, w) {
         return conv_fwd(&g2, gy, &w2);
     }
+    if let (Some(isa), Some(gy), Some(w)) = (fast_isa(g), as_f32(gy), as_f32(w)) {
+        if let Some(gx) = subpixel::dgrad(isa, g, gy, w) {
+            return from_f32(gx);
+        }
+    }
+    gemm_dgrad(g, gy, w)
+}
+
+/// Input gradient with `gemm` + col2im (any element type and geometry; the
+/// reference of the other routes).
+///
+/// Per tile `col = W_gᵀ · gy_tile`, then col2im. Tiles are slabs of output
+/// depth planes thick enough that slabs two apart never touch the same input
+/// plane, so all even slabs run in parallel, then all odd ones.
+pub(super) fn gemm_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
     let mut gx = vec![T::from_f64(0.0); g.x_len()];
     let (in_vol, out_vol, krows, cg, og, wo, oh) = (
         g.in_vol(),

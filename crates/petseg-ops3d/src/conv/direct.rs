@@ -105,9 +105,17 @@ pub(super) const BUF_BUDGET_BYTES: usize = 384 << 10;
 
 /// Bytes of the input buffer per output row of a tile (for tile planning).
 pub(super) fn row_bytes(g: &ConvGeom) -> usize {
-    let (sh, sw) = (g.stride[1], g.stride[2]);
-    let op = (g.input[2] + 2 * g.padding[2]).div_ceil(sw);
-    g.cg() * g.kernel[0] * sh * sw * op * std::mem::size_of::<f32>()
+    g.cg() * g.kernel[0] * g.stride[1] * g.stride[2] * row_pitch(g) * std::mem::size_of::<f32>()
+}
+
+/// Row pitch `op` of the buffers: a padded input row per W phase, long enough
+/// for the widest read of the last output column (which may lie past the
+/// right padding when the geometry's output is given explicitly, as for the
+/// sub-pixel phases of a strided input gradient).
+fn row_pitch(g: &ConvGeom) -> usize {
+    let sw = g.stride[2];
+    let reach = (g.output[2] - 1) * sw + (g.kernel[2] - 1) * g.dilation[2] + 1;
+    (g.input[2] + 2 * g.padding[2]).max(reach).div_ceil(sw)
 }
 
 /// Geometry of the buffers of one tile (output rows `[r0, r1)` of one depth
@@ -137,7 +145,7 @@ impl TileLayout {
         let [_, sh, sw] = g.stride;
         let (dh, dw) = (g.dilation[1], g.dilation[2]);
         debug_assert_eq!(r0 / g.output[1], (r1 - 1) / g.output[1]);
-        let op = (g.input[2] + 2 * g.padding[2]).div_ceil(sw);
+        let op = row_pitch(g);
         let cb = isa.col_block();
         let cols_pad = ((r1 - r0) * op).div_ceil(cb) * cb;
         let h_shift = (kh - 1) * dh / sh;
@@ -562,7 +570,9 @@ mod kernels {
 
 #[cfg(test)]
 mod tests {
-    use super::super::cpu::{conv_dgrad, direct_fwd, direct_wgrad, gemm_fwd, gemm_wgrad};
+    use super::super::cpu::{
+        conv_dgrad, direct_fwd, direct_wgrad, gemm_dgrad, gemm_fwd, gemm_wgrad,
+    };
     use super::*;
 
     /// Deterministic pseudo-random values in [−1, 1).
@@ -719,6 +729,28 @@ mod tests {
         eprintln!("skipped: this CPU has no AVX2 + FMA");
     }
 
+    /// The strided input gradient (sub-pixel phases of direct convolutions)
+    /// matches the col2im kernel.
+    #[test]
+    fn subpixel_input_gradient_matches_col2im() {
+        let Some(isa) = isa() else {
+            eprintln!("skipped: this CPU has neither AVX-512F nor AVX2 + FMA");
+            return;
+        };
+        let mut n = 0;
+        for (i, g) in cases().into_iter().enumerate() {
+            let w = values(g.w_len(), 11 * i as u64);
+            let gy = values(g.y_len(), 11 * i as u64 + 1);
+            let Some(gd) = super::super::subpixel::dgrad(isa, &g, &gy, &w) else {
+                continue;
+            };
+            let gr = gemm_dgrad(&g, &gy, &w);
+            assert!(max_rel(&gd, &gr) < 1e-5, "case {i}: {g:?}");
+            n += 1;
+        }
+        assert!(n >= 3, "only {n} strided cases took the sub-pixel route");
+    }
+
     /// The input gradient (through whichever kernels it dispatches to) is the
     /// adjoint of the forward: ⟨conv(x), gy⟩ = ⟨x, dgrad(gy)⟩.
     #[test]
@@ -736,81 +768,6 @@ mod tests {
                 (l - r).abs() <= 1e-4 * l.abs().max(1.0),
                 "case {i}: {l} vs {r}"
             );
-        }
-    }
-}
-
-#[cfg(test)]
-mod scratch_timing {
-    use super::super::cpu::{conv_dgrad, direct_fwd, direct_wgrad, gemm_fwd, gemm_wgrad};
-    use super::*;
-    fn cpu_ns() -> f64 {
-        let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-        s.split_whitespace().next().unwrap().parse::<f64>().unwrap()
-    }
-    fn t(f: &mut dyn FnMut()) -> f64 {
-        let mut b = f64::MAX;
-        for _ in 0..3 {
-            let a = cpu_ns();
-            f();
-            b = b.min(cpu_ns() - a);
-        }
-        b * 1e-9
-    }
-    #[test]
-    #[ignore]
-    fn timing() {
-        let isa = isa().unwrap();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let s: usize = std::env::var("S")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(64);
-        let mk = |c: usize, o: usize, d: usize, st: usize| {
-            let out = (d + 2 - 3) / st + 1;
-            ConvGeom {
-                n: 1,
-                c,
-                o,
-                groups: 1,
-                input: [d; 3],
-                kernel: [3; 3],
-                stride: [st; 3],
-                padding: [1; 3],
-                dilation: [1; 3],
-                output: [out; 3],
-            }
-        };
-        let only: Option<usize> = std::env::var("ONLY").ok().and_then(|v| v.parse().ok());
-        for (ci, g) in [
-            mk(16, 16, s, 1),
-            mk(16, 32, s, 2),
-            mk(32, 32, s / 2, 1),
-            mk(64, 64, s / 4, 1),
-            mk(128, 128, s / 8, 1),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if only.is_some_and(|o| o != ci) {
-                continue;
-            }
-            let x = vec![0.5f32; g.x_len()];
-            let w = vec![0.25f32; g.w_len()];
-            let gy = vec![0.5f32; g.y_len()];
-            let fl = 2.0 * (g.o * g.c * 27 * g.out_vol()) as f64 / 1e9;
-            pool.install(|| {
-                let a = t(&mut || { direct_fwd(isa, &g, &x, &w); });
-                let skip = std::env::var("NOGEMM").is_ok();
-                let b = if skip { 1e9 } else { t(&mut || { gemm_fwd(&g, &x, &w); }) };
-                let c = t(&mut || { direct_wgrad(isa, &g, &x, &gy); });
-                let d = if skip { 1e9 } else { t(&mut || { gemm_wgrad(&g, &x, &gy); }) };
-                let e = t(&mut || { conv_dgrad(&g, &gy, &w); });
-                println!("{}→{} {}³ s{}: fwd direct {:.1} gemm {:.1} | wgrad direct {:.1} gemm {:.1} | dgrad {:.1} GFLOP/cpu-s", g.c, g.o, g.input[0], g.stride[0], fl / a, fl / b, fl / c, fl / d, fl / e);
-            });
         }
     }
 }

@@ -10,6 +10,7 @@ pub(crate) mod cpu;
 mod direct;
 pub(crate) mod geom;
 mod rows;
+mod subpixel;
 
 use crate::elem::{compute_dtype, contiguous, dims5, dispatch_float, dtype_of, prepare, storage};
 use crate::error::{config_err, shape_err, unsupported};

@@ -1,0 +1,144 @@
+//! Input gradient of a strided convolution (also the forward of a transposed
+//! convolution) by sub-pixel decomposition, for the direct kernels.
+//!
+//! `gx[i] = Σ_k w[k] · gy[(i + p − k·d)/s]` over the taps `k` for which the
+//! division is exact. Split `gx` by phase `π = i mod s` on every axis: within
+//! one phase, `i = s·m + π`, the contributing taps are those with
+//! `k·d ≡ π + p (mod s)`, and `gy` is read at `m + (π + p − k·d)/s`, which
+//! steps by `d/gcd(d, s)` from one such tap to the next. So every phase is a
+//! stride-1 convolution of `gy` with a smaller, flipped and channel-transposed
+//! kernel; the `s³` phases together do exactly the useful multiply-adds
+//! (no zeros inserted, no col2im scatter), and their results are interleaved
+//! into `gx`.
+
+use super::cpu::direct_fwd;
+use super::direct::Isa;
+use super::geom::ConvGeom;
+
+/// The taps of one phase along one axis, as a stride-1 convolution of `gy`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct AxisPhase {
+    /// Kernel taps `k` of the original convolution, in the order the phase
+    /// kernel uses them (increasing offset into `gy`).
+    taps: Vec<usize>,
+    /// Left padding of the phase convolution (minus the smallest `gy` offset).
+    padding: usize,
+    /// Dilation of the phase convolution.
+    dilation: usize,
+    /// Output length of the phase: `#{i < len : i ≡ π (mod s)}`.
+    len: usize,
+}
+
+/// Phase `ph` of axis `a`, or `None` when its smallest `gy` offset is
+/// positive (a padding larger than the dilated kernel, not representable).
+fn axis_phase(g: &ConvGeom, a: usize, ph: usize) -> Option<AxisPhase> {
+    let (k, s, p, d) = (g.kernel[a], g.stride[a], g.padding[a], g.dilation[a]);
+    let len = g.input[a].saturating_sub(ph).div_ceil(s);
+    // taps with (ph + p − k·d) ≡ 0 (mod s); their gy offsets decrease with k
+    let mut taps: Vec<usize> = (0..k)
+        .filter(|&t| (ph + p + s * t * d - t * d).is_multiple_of(s))
+        .collect();
+    taps.reverse();
+    let offset = |t: usize| (ph + p) as isize - (t * d) as isize; // divisible by s
+    let dilation = match taps.as_slice() {
+        [a, b, ..] => ((offset(*b) - offset(*a)) / s as isize) as usize,
+        _ => 1,
+    };
+    let first = taps.first().map_or(0, |&t| offset(t) / s as isize);
+    (first <= 0).then_some(AxisPhase {
+        taps,
+        padding: (-first) as usize,
+        dilation,
+        len,
+    })
+}
+
+/// The phases of every axis, or `None` if one is not representable or the
+/// convolution has stride 1 everywhere (the flipped-kernel route is cheaper).
+fn phases(g: &ConvGeom) -> Option<[Vec<AxisPhase>; 3]> {
+    if g.stride == [1; 3] {
+        return None;
+    }
+    let mut out: [Vec<AxisPhase>; 3] = Default::default();
+    for (a, v) in out.iter_mut().enumerate() {
+        *v = (0..g.stride[a])
+            .map(|ph| axis_phase(g, a, ph))
+            .collect::<Option<_>>()?;
+    }
+    Some(out)
+}
+
+/// Input gradient `gx [n, c, in]` of the convolution `g` from `gy [n, o, out]`
+/// and `w [o, cg, k]`, or `None` when the sub-pixel route does not apply
+/// (stride 1, or a padding larger than the dilated kernel).
+pub(super) fn dgrad(isa: Isa, g: &ConvGeom, gy: &[f32], w: &[f32]) -> Option<Vec<f32>> {
+    let axes = phases(g)?;
+    let mut gx = vec![0.0f32; g.x_len()];
+    let (cg, og, kvol) = (g.cg(), g.og(), g.kvol());
+    let [_, kh, kw] = g.kernel;
+    for (pd, ad) in axes[0].iter().enumerate() {
+        for (phh, ah) in axes[1].iter().enumerate() {
+            for (pw, aw) in axes[2].iter().enumerate() {
+                let kernel = [ad.taps.len(), ah.taps.len(), aw.taps.len()];
+                let output = [ad.len, ah.len, aw.len];
+                if kernel.contains(&0) || output.contains(&0) {
+                    continue; // no tap reaches this phase: its gradient is 0
+                }
+                let gp = ConvGeom {
+                    n: g.n,
+                    c: g.o,
+                    o: g.c,
+                    groups: g.groups,
+                    input: g.output,
+                    kernel,
+                    stride: [1; 3],
+                    padding: [ad.padding, ah.padding, aw.padding],
+                    dilation: [ad.dilation, ah.dilation, aw.dilation],
+                    output,
+                };
+                // phase kernel [c, og, kernel]: w[o, ci, taps] per group
+                let pvol = gp.kvol();
+                let mut wp = vec![0.0f32; g.c * og * pvol];
+                for grp in 0..g.groups {
+                    for oi in 0..og {
+                        for ci in 0..cg {
+                            let src = &w[((grp * og + oi) * cg + ci) * kvol..][..kvol];
+                            let dst = &mut wp[((grp * cg + ci) * og + oi) * pvol..][..pvol];
+                            let mut q = 0;
+                            for &z in &ad.taps {
+                                for &y in &ah.taps {
+                                    for &x in &aw.taps {
+                                        dst[q] = src[(z * kh + y) * kw + x];
+                                        q += 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                let yp = direct_fwd(isa, &gp, gy, &wp);
+                scatter(g, [pd, phh, pw], output, &yp, &mut gx);
+            }
+        }
+    }
+    Some(gx)
+}
+
+/// Writes the phase result `yp [n, c, len]` to `gx` at `s·m + π` per axis.
+fn scatter(g: &ConvGeom, ph: [usize; 3], len: [usize; 3], yp: &[f32], gx: &mut [f32]) {
+    let [id, ih, iw] = g.input;
+    let [sd, sh, sw] = g.stride;
+    let [ld, lh, lw] = len;
+    for (nc, src) in yp.chunks_exact(ld * lh * lw).enumerate() {
+        let dst = &mut gx[nc * id * ih * iw..][..id * ih * iw];
+        for z in 0..ld {
+            for y in 0..lh {
+                let row = &src[(z * lh + y) * lw..][..lw];
+                let base = ((z * sd + ph[0]) * ih + y * sh + ph[1]) * iw + ph[2];
+                for (x, &v) in row.iter().enumerate() {
+                    dst[base + x * sw] = v;
+                }
+            }
+        }
+    }
+}
