@@ -85,12 +85,15 @@ grep -q "ended: COMPLETED 2" "$work/slurm-follow.txt"
 grep -q "2/2 cells done" "$work/slurm-status.txt"
 [ "$(grep -c "slurm [0-9]*_[01] COMPLETED" "$work/slurm-status.txt")" = 2 ]
 
-# A grid whose cells fail at once (missing manifest): the follow must fail,
-# naming each failed task's cell and log.
+# A grid whose cells fail at once (missing manifest), submitted detached and
+# re-attached with `sweep follow`: the follow must fail, naming each failed
+# task's cell and log.
 mkdir -p "$work/broken/sweeps" && cd "$work/broken"
 sed 's#^manifest = .*#manifest = "missing.json"#' "$grid" > sweeps/broken.toml
-if "$xtask" sweep --grid sweeps/broken.toml --executor slurm --petseg "$petseg" \
-    --poll-secs 1 > follow.txt 2> err.txt; then
+"$xtask" sweep --grid sweeps/broken.toml --executor slurm --petseg "$petseg" --no-follow \
+  | tee submit.txt
+grep -q "not following it" submit.txt
+if "$xtask" sweep follow --grid sweeps/broken.toml --poll-secs 1 > follow.txt 2> err.txt; then
   cat follow.txt err.txt; echo "error: the follow of failing tasks succeeded" >&2; exit 1
 fi
 cat follow.txt err.txt
