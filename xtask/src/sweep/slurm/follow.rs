@@ -107,10 +107,10 @@ impl Scheduler for SlurmCommands {
 /// out now and then) before the follow gives up.
 const MAX_SQUEUE_FAILURES: u32 = 5;
 
-/// `squeue` of `jobs`: a job the controller does not know (any more) is an
-/// empty listing; a missing `squeue` is an error.
-fn squeue_tasks(sched: &dyn Scheduler, jobs: &[u64]) -> Result<Result<Tasks, String>> {
-    match sched.squeue(jobs) {
+/// An `squeue` answer: a job the controller does not know (any more) is an
+/// empty listing, another failure a message; a missing `squeue` is an error.
+fn squeue_tasks(answer: Result<String, QueryError>) -> Result<Result<Tasks, String>> {
+    match answer {
         Ok(text) => Ok(Ok(parse_squeue(&text)?)),
         Err(QueryError::Failed(msg)) if job_unknown(&msg) => Ok(Ok(Tasks::new())),
         Err(QueryError::Failed(msg)) => Ok(Err(msg)),
@@ -249,7 +249,7 @@ pub fn follow(
     let mut last_line = String::new();
     let mut failures = 0;
     let listing = loop {
-        let tasks = match squeue_tasks(sched, &[job])? {
+        let tasks = match squeue_tasks(sched.squeue(&[job]))? {
             Ok(t) => t,
             Err(msg) => {
                 failures += 1;
@@ -351,7 +351,11 @@ pub fn cell_states(
         Ok(Ok(t)) => Some(t),
         Ok(Err(note)) => {
             notes.push(format!("sacct: {note}"));
-            match squeue_tasks(sched, &jobs) {
+            let listing = match sched.squeue(&jobs) {
+                Err(QueryError::Missing(p)) => Ok(Err(format!("{p} not found on PATH"))),
+                answer => squeue_tasks(answer),
+            };
+            match listing {
                 Ok(Ok(t)) => {
                     notes.push(
                         "scheduler states from squeue, which forgets a task MinJobAge \
@@ -629,6 +633,7 @@ mod tests {
         assert_eq!(m["a"], "slurm 7_0 not listed");
         assert_eq!(m["b"], "slurm 9_0 FAILED (NonZeroExitCode)");
         assert!(notes.iter().any(|n| n.contains("MinJobAge")), "{notes:?}");
+        assert_eq!(*queue.calls.borrow(), ["sacct [7, 9]", "squeue [7, 9]"]);
 
         let none = Fake::new(
             &[Err(QueryError::Missing("squeue"))],
@@ -637,7 +642,9 @@ mod tests {
         let (m, notes) = cell_states(&subs, &cells, &none);
         assert_eq!(m["a"], "slurm 7_0 state unknown");
         assert!(
-            notes.iter().any(|n| n.contains("squeue not found")),
+            notes
+                .iter()
+                .any(|n| n == "squeue: squeue not found on PATH"),
             "{notes:?}"
         );
     }
