@@ -144,36 +144,34 @@ fn best(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 }
 
 /// Our forward, input-gradient, weight-gradient and forward+backward times.
-/// The input gradient is timed as the transposed convolution it is; the
-/// weight gradient is forward+backward minus the two others (our backward
-/// always computes both gradients when both tensors are variables).
+/// A gradient's time is that of forward+backward with only its argument a
+/// variable (the backward skips untracked arguments) minus the forward, so it
+/// includes candle's backward bookkeeping, as PyTorch's figure includes its own.
 fn conv_times((n, o, k, s, p): ConvSpec) -> Result<[f64; 4]> {
     let dev = Device::Cpu;
-    let x = Var::from_tensor(&(Tensor::randn(0f32, 1.0, n.as_slice(), &dev)? * 0.1)?)?;
-    let w = Var::from_tensor(&(Tensor::randn(0f32, 1.0, (o, n[1], k, k, k), &dev)? * 0.1)?)?;
+    let x = (Tensor::randn(0f32, 1.0, n.as_slice(), &dev)? * 0.1)?;
+    let w = (Tensor::randn(0f32, 1.0, (o, n[1], k, k, k), &dev)? * 0.1)?;
+    let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
     let cfg = Conv3dConfig {
         stride: [s; 3],
         padding: [p; 3],
         ..Default::default()
     };
-    let out = (n[2] + 2 * p - k) / s + 1;
-    let gy = (Tensor::randn(0f32, 1.0, (n[0], o, out, out, out), &dev)? * 0.1)?;
-    let tcfg = ConvTranspose3dConfig {
-        stride: [s; 3],
-        padding: [p; 3],
-        output_padding: [n[2] + 2 * p - k - (out - 1) * s; 3],
-        ..Default::default()
+    let fwd_bwd = |x: &Tensor, w: &Tensor| {
+        best(|| {
+            let y = conv3d(x, w, None, &cfg)?;
+            y.sum_all()?.backward().map(drop)
+        })
     };
     let fwd = best(|| conv3d(&x, &w, None, &cfg).map(drop))?;
-    let dinput = best(|| conv_transpose3d(&gy, w.as_tensor(), None, &tcfg).map(drop))?;
-    let both = best(|| {
-        let y = conv3d(&x, &w, None, &cfg)?;
-        y.sum_all()?.backward().map(drop)
-    })?;
-    Ok([fwd, dinput, (both - fwd - dinput).max(0.0), both])
+    let dinput = fwd_bwd(xv.as_tensor(), &w)? - fwd;
+    let dweight = fwd_bwd(&x, wv.as_tensor())? - fwd;
+    let both = fwd_bwd(xv.as_tensor(), wv.as_tensor())?;
+    Ok([fwd, dinput.max(0.0), dweight.max(0.0), both])
 }
 
-/// PyTorch's times for the same specs, from one `python3` child process.
+/// PyTorch's times for the same specs, measured the same way, from one
+/// `python3` child process.
 const TORCH_CONV: &str = r#"
 import sys, time, torch, torch.nn.functional as F
 torch.set_num_threads(2)
@@ -184,18 +182,13 @@ def best(f):
     return t
 for line in sys.stdin:
     n0, n1, d, o, k, s, p = map(int, line.split())
-    x = (torch.randn(n0, n1, d, d, d) * 0.1).requires_grad_(True)
-    w = (torch.randn(o, n1, k, k, k) * 0.1).requires_grad_(True)
-    y = F.conv3d(x, w, None, s, p)
-    gy = torch.randn_like(y) * 0.1
-    bw = lambda m: torch.ops.aten.convolution_backward(
-        gy, x, w, None, [s] * 3, [p] * 3, [1] * 3, False, [0] * 3, 1, m)
+    x = torch.randn(n0, n1, d, d, d) * 0.1
+    w = torch.randn(o, n1, k, k, k) * 0.1
+    xv, wv = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    fb = lambda a, b: best(lambda: F.conv3d(a, b, None, s, p).sum().backward())
     with torch.no_grad():
         fwd = best(lambda: F.conv3d(x, w, None, s, p))
-        di = best(lambda: bw([True, False, False]))
-        dw = best(lambda: bw([False, True, False]))
-    both = best(lambda: F.conv3d(x, w, None, s, p).sum().backward())
-    print(fwd, di, dw, both, flush=True)
+    print(fwd, fb(xv, w) - fwd, fb(x, wv) - fwd, fb(xv, wv), flush=True)
 "#;
 
 fn torch_conv_times(specs: &[ConvSpec]) -> std::io::Result<Vec<[f64; 4]>> {

@@ -350,6 +350,9 @@ pub(super) fn wgrad_tile(
     assert!(acc_g.len() >= og * taps && s.buf.len() >= lay.blocks * lay.sh * lay.sw * lay.blk);
     let mut out = [0.0f32; WG_OUT];
     let mut offs = [0usize; WG_NR];
+    // taps (ci, kz, ky, 0..3) at consecutive offsets, in whole triples per call
+    let triples = g.kernel[2] == 3 && g.stride[2] == 1 && g.dilation[2] == 1;
+    const _: () = assert!(WG_NR % 3 == 0);
     for v0 in (0..nvec).step_by(2) {
         let nv = (nvec - v0).min(2);
         for t0 in (0..taps).step_by(WG_NR) {
@@ -367,6 +370,7 @@ pub(super) fn wgrad_tile(
                 let gy = s.tile.as_ptr().add(v0 * lanes);
                 kernels::wgrad(
                     isa,
+                    triples,
                     nv,
                     gy,
                     og_pad,
@@ -419,12 +423,17 @@ mod kernels {
 
     /// `out[(j·nv + v)·lanes + l] = Σ_{c < ncols} gy[c·gstride + v·lanes + l] · x[offs[j] + c]`
     /// for the `WG_NR` taps `j`, `nv ∈ {1, 2}` channel vectors `v` and lanes `l`.
+    /// With `triples`, the taps come in runs of three consecutive offsets
+    /// (`offs[3q + k] = offs[3q] + k`, a 3-wide kernel along W with stride and
+    /// dilation 1) and `ncols` is even: two columns per step then share
+    /// their broadcasts between the three taps (4 broadcasts for 6 products).
     ///
     /// # Safety
     /// As for [`fwd`].
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn wgrad(
         isa: Isa,
+        triples: bool,
         nv: usize,
         gy: *const f32,
         gstride: usize,
@@ -437,9 +446,21 @@ mod kernels {
         unsafe {
             match (isa, nv) {
                 #[cfg(target_arch = "x86_64")]
+                (Isa::Avx512, 1) if triples => {
+                    avx512::wgrad3::<1>(gy, gstride, x, offs, ncols, out)
+                }
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx512, _) if triples => {
+                    avx512::wgrad3::<2>(gy, gstride, x, offs, ncols, out)
+                }
+                #[cfg(target_arch = "x86_64")]
                 (Isa::Avx512, 1) => avx512::wgrad::<1>(gy, gstride, x, offs, ncols, out),
                 #[cfg(target_arch = "x86_64")]
                 (Isa::Avx512, _) => avx512::wgrad::<2>(gy, gstride, x, offs, ncols, out),
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx2, 1) if triples => avx2::wgrad3::<1>(gy, gstride, x, offs, ncols, out),
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx2, _) if triples => avx2::wgrad3::<2>(gy, gstride, x, offs, ncols, out),
                 #[cfg(target_arch = "x86_64")]
                 (Isa::Avx2, 1) => avx2::wgrad::<1>(gy, gstride, x, offs, ncols, out),
                 #[cfg(target_arch = "x86_64")]
@@ -536,6 +557,56 @@ mod kernels {
                         for j in 0..WG_NR {
                             for v in 0..V {
                                 $store(out.as_mut_ptr().add((j * V + v) * L), acc[j][v]);
+                            }
+                        }
+                    }
+                }
+
+                /// See `kernels::wgrad` with `triples`.
+                #[target_feature(enable = $feat)]
+                pub(in super::super) unsafe fn wgrad3<const V: usize>(
+                    gy: *const f32,
+                    gstride: usize,
+                    x: *const f32,
+                    offs: &[usize; WG_NR],
+                    ncols: usize,
+                    out: &mut [f32; WG_OUT],
+                ) {
+                    // SAFETY: see the caller.
+                    unsafe {
+                        let mut acc = [[[$zero(); V]; 3]; WG_NR / 3];
+                        let mut xp = [x; WG_NR / 3];
+                        for (q, p) in xp.iter_mut().enumerate() {
+                            *p = x.add(offs[3 * q]);
+                        }
+                        for c in (0..ncols).step_by(2) {
+                            let (p0, p1) = (gy.add(c * gstride), gy.add((c + 1) * gstride));
+                            let mut g0 = [$zero(); V];
+                            let mut g1 = [$zero(); V];
+                            for v in 0..V {
+                                g0[v] = $load(p0.add(v * L));
+                                g1[v] = $load(p1.add(v * L));
+                            }
+                            for q in 0..WG_NR / 3 {
+                                let p = xp[q].add(c);
+                                let b0 = $set1(*p);
+                                let b1 = $set1(*p.add(1));
+                                let b2 = $set1(*p.add(2));
+                                let b3 = $set1(*p.add(3));
+                                for v in 0..V {
+                                    let a = &mut acc[q];
+                                    a[0][v] = $fma(g1[v], b1, $fma(g0[v], b0, a[0][v]));
+                                    a[1][v] = $fma(g1[v], b2, $fma(g0[v], b1, a[1][v]));
+                                    a[2][v] = $fma(g1[v], b3, $fma(g0[v], b2, a[2][v]));
+                                }
+                            }
+                        }
+                        for q in 0..WG_NR / 3 {
+                            for k in 0..3 {
+                                for v in 0..V {
+                                    let j = 3 * q + k;
+                                    $store(out.as_mut_ptr().add((j * V + v) * L), acc[q][k][v]);
+                                }
                             }
                         }
                     }
