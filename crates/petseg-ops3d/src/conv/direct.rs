@@ -352,7 +352,7 @@ pub(super) fn wgrad_tile(
     let mut offs = [0usize; WG_NR];
     // taps (ci, kz, ky, 0..3) at consecutive offsets, in whole triples per call
     let triples = g.kernel[2] == 3 && g.stride[2] == 1 && g.dilation[2] == 1;
-    const _: () = assert!(WG_NR % 3 == 0);
+    const _: () = assert!(WG_NR.is_multiple_of(3));
     for v0 in (0..nvec).step_by(2) {
         let nv = (nvec - v0).min(2);
         for t0 in (0..taps).step_by(WG_NR) {
