@@ -20,6 +20,9 @@ pub struct BinEdges {
     epsilon: f64,
     /// Left edges of bins `1..K` (bin 0 starts at 0).
     edges: Vec<f32>,
+    /// `[−∞, edges…, NaN]`: bin `k` is `[bounds[k], bounds[k + 1])`, for lookups without
+    /// special cases at the ends (NaN compares false: nothing moves past the last bin).
+    bounds: Vec<f32>,
     /// Width of each bin, in units of g (ε, or ε/2 for the end bins).
     widths: Vec<f64>,
 }
@@ -43,15 +46,20 @@ impl BinEdges {
             });
         }
         let bins = steps as usize + 1;
-        let edges = (1..bins)
+        let edges: Vec<f32> = (1..bins)
             .map(|k| ((2 * k - 1) as f64 * epsilon / 2.0) as f32)
             .collect();
         let mut widths = vec![epsilon; bins];
         widths[0] = epsilon / 2.0;
         widths[bins - 1] = epsilon / 2.0;
+        let bounds = std::iter::once(f32::NEG_INFINITY)
+            .chain(edges.iter().copied())
+            .chain([f32::NAN])
+            .collect();
         Ok(Self {
             epsilon,
             edges,
+            bounds,
             widths,
         })
     }
@@ -104,15 +112,31 @@ impl BinEdges {
         k
     }
 
-    /// [`BinEdges::bin_of`] for a block of values, without branches: the bin of `g` is the
-    /// number of left edges `≤ g` (left-closed bins; NaN compares false and lands in bin 0).
+    /// [`BinEdges::bin_of`] for a block of values, without branches, so that it vectorises:
+    /// the nearest bin centre `k₀ = round(g/ε)` is right except within rounding of an edge,
+    /// so one comparison with each of the bin's two stored edges settles it. NaN lands in
+    /// bin 0.
     #[inline(always)]
     pub(crate) fn bin_lanes(&self, g: &Lanes) -> [u32; LANES] {
+        const MAGIC: f32 = 8_388_608.0; // 2^23: adding it rounds to an integer in the low bits
+        let last = self.edges.len();
+        assert!(self.bounds.len() == last + 2);
+        let inv_eps = (1.0 / self.epsilon) as f32;
         let mut k = [0u32; LANES];
-        for &edge in &self.edges {
-            for i in 0..LANES {
-                k[i] += u32::from(g[i] >= edge);
-            }
+        for i in 0..LANES {
+            // max/min map NaN to 0 and keep k₀ in 0..=last
+            let t = (g[i] * inv_eps).max(0.0).min(last as f32) + MAGIC;
+            let k0 = (t.to_bits() - MAGIC.to_bits()) as usize;
+            // SAFETY: k0 ≤ last, and bounds has last + 2 entries (asserted above).
+            let (left, right) = unsafe {
+                (
+                    *self.bounds.get_unchecked(k0),
+                    *self.bounds.get_unchecked(k0 + 1),
+                )
+            };
+            let down = u32::from(g[i] < left);
+            let up = u32::from(g[i] >= right);
+            k[i] = k0 as u32 + up - down;
         }
         k
     }
@@ -151,15 +175,15 @@ mod tests {
 
     #[test]
     fn bin_lanes_agrees_with_bin_of() {
-        for eps in [0.1, 0.05, 0.25] {
+        for eps in [0.1, 0.05, 0.25, 0.2, 0.125, 0.02, 0.01, 1e-3] {
             let e = BinEdges::new(eps).unwrap();
             let mut values: Vec<f32> = e
                 .edges()
                 .iter()
                 .flat_map(|&v| [v.next_down(), v, v.next_up()])
                 .collect();
-            values.extend((0..=1000).map(|i| i as f32 / 1000.0));
-            values.extend([0.0, 1.0, 1.5, f32::NAN, f32::INFINITY]);
+            values.extend((0..=100_000).map(|i| i as f32 / 100_000.0));
+            values.extend([0.0, 1.0, 1.0f32.next_down(), 1.5, f32::NAN, f32::INFINITY]);
             for block in values.chunks(LANES) {
                 let lanes = crate::block::load(block);
                 let k = e.bin_lanes(&lanes);

@@ -23,7 +23,7 @@ use crate::block::{store, Block, Needs, Rows, MAX_CLASSES};
 use crate::error::LossError;
 use crate::labels;
 use crate::lanes::LANES;
-use crate::terms::{ce_accumulate, ce_grad, first_channel, FocalMode, LaneSums, Terms};
+use crate::terms::{ce_accumulate, ce_grad, first_channel, FocalMode, L1Hist, LaneSums, Terms};
 
 /// Voxels per work item (a multiple of [`LANES`]).
 const CHUNK: usize = 8192;
@@ -247,6 +247,10 @@ fn forward_chunk<const NC: usize>(
     let mut sums = Sums::zeros(terms, d);
     let mut lanes = LaneSums::zeros();
     let mut blk = Block::new();
+    let mut hist = terms
+        .l1_dice
+        .as_ref()
+        .map(|t| L1Hist::new(nc, t.bins.len()));
     for (j, at) in (ch.s0..ch.s1).step_by(LANES).enumerate() {
         let n = LANES.min(ch.s1 - at);
         blk.load(nc, image, d.s, at, &classes[at..at + n], needs);
@@ -257,16 +261,22 @@ fn forward_chunk<const NC: usize>(
             accumulate_block(terms, &blk, nc, &mut tail);
             lanes.add_first(&tail, n);
         }
-        if let Some(lt) = &terms.l1_dice {
-            let e = ch.b * nc * lt.bins.len()..(ch.b + 1) * nc * lt.bins.len();
-            let (py, sq) = (&mut sums.l1_py[e.clone()], &mut sums.l1_sq[e]);
-            lt.accumulate(&blk, nc, n, py, sq, &mut sums.l1_counts);
+        if let (Some(lt), Some(h)) = (&terms.l1_dice, &mut hist) {
+            lt.accumulate(&blk, nc, n, h);
         }
         if (j + 1) % FLUSH_BLOCKS == 0 {
             sums.flush(&mut lanes, terms, ch.b, nc);
         }
     }
     sums.flush(&mut lanes, terms, ch.b, nc);
+    if let Some(h) = hist {
+        let e = ch.b * h.entries()..(ch.b + 1) * h.entries();
+        h.add_to(
+            &mut sums.l1_py[e.clone()],
+            &mut sums.l1_sq[e],
+            &mut sums.l1_counts,
+        );
+    }
     sums
 }
 

@@ -114,6 +114,16 @@ impl LaneSums {
     }
 }
 
+/// `1 − v` lane by lane.
+#[inline(always)]
+fn one_minus(v: &Lanes) -> Lanes {
+    let mut out = [0.0; LANES];
+    for i in 0..LANES {
+        out[i] = 1.0 - v[i];
+    }
+    out
+}
+
 /// `q^γ` lane by lane, with multiplications for the usual integer γ (the branch is on γ, not
 /// on the voxel).
 #[inline(always)]
@@ -217,7 +227,7 @@ impl FocalTerm {
             FocalMode::Softmax => {
                 // −α_t (1 − p_t)^γ log p_t
                 let [alpha, pt, l] = softmax_parts(self, blk, nc, from);
-                let q = pt.map(|v| 1.0 - v);
+                let q = one_minus(&pt);
                 let w = pow_gamma(&q, gamma);
                 for i in 0..LANES {
                     acc[i] -= alpha[i] * w[i] * l[i];
@@ -246,16 +256,17 @@ impl FocalTerm {
                 // term = −α (1 − e^l)^γ l with l = log p_t over the kept channels:
                 // ∂term/∂l = α (γ (1−p_t)^{γ−1} p_t l − (1−p_t)^γ); ∂l/∂x_j = y_j − p_j
                 let [alpha, pt, l] = softmax_parts(self, blk, nc, from);
-                let q = pt.map(|v| 1.0 - v);
+                let q = one_minus(&pt);
                 let w = pow_gamma(&q, gamma);
+                // γ q^{γ−1} (0 for γ = 0)
                 let dw = if gamma == 0.0 {
                     [0.0; LANES]
                 } else {
-                    pow_gamma(&q, gamma - 1.0).map(|v| gamma * v)
+                    pow_gamma(&q, gamma - 1.0)
                 };
                 let mut h = [0.0; LANES];
                 for i in 0..LANES {
-                    h[i] = scale * alpha[i] * (dw[i] * pt[i] * l[i] - w[i]);
+                    h[i] = scale * alpha[i] * (gamma * dw[i] * pt[i] * l[i] - w[i]);
                 }
                 let p = if from == 0 { &blk.p } else { &blk.p_kept };
                 for j in from..nc {
@@ -299,6 +310,65 @@ pub(crate) fn ce_grad(blk: &Block, nc: usize, scale: f32, gx: &mut Rows) {
     }
 }
 
+/// The L1DFL histogram sums of one chunk (one image): Σpy, Σ(p² + y) and the count per
+/// (copy, channel, bin). Neighbouring voxels often share a bin; spreading them over
+/// [`L1Hist::COPIES`] interleaved copies (voxel `i` of a block goes to copy `i mod COPIES`)
+/// breaks the chain of dependent additions to the same memory.
+#[derive(Debug, Clone)]
+pub(crate) struct L1Hist {
+    nc: usize,
+    nb: usize,
+    bins: Vec<BinSums>,
+}
+
+/// The sums of one histogram bin.
+#[derive(Debug, Clone, Copy, Default)]
+struct BinSums {
+    py: f64,
+    sq: f64,
+    count: u64,
+}
+
+impl L1Hist {
+    /// Interleaved copies of the sums.
+    const COPIES: usize = 4;
+
+    /// Zero sums for `nc` channels and `nb` bins.
+    pub(crate) fn new(nc: usize, nb: usize) -> Self {
+        Self {
+            nc,
+            nb,
+            bins: vec![BinSums::default(); Self::COPIES * nc * nb],
+        }
+    }
+
+    /// Number of (channel, bin) entries: the length of one image's sums.
+    pub(crate) fn entries(&self) -> usize {
+        self.nc * self.nb
+    }
+
+    /// Adds `py[i]` and `sq[i]` to entry `e[i]` and counts it, for each voxel `i` of `e`.
+    #[inline(always)]
+    fn add(&mut self, e: &[u32], py: &Lanes, sq: &Lanes) {
+        for (i, &e) in e.iter().enumerate() {
+            let b = &mut self.bins[e as usize];
+            b.py += f64::from(py[i]);
+            b.sq += f64::from(sq[i]);
+            b.count += 1;
+        }
+    }
+
+    /// Adds the copies, in order, to `py[c·K + k]`, `sq[c·K + k]` and `counts[k]`.
+    pub(crate) fn add_to(&self, py: &mut [f64], sq: &mut [f64], counts: &mut [u64]) {
+        for (j, b) in self.bins.iter().enumerate() {
+            let e = j % self.entries();
+            py[e] += b.py;
+            sq[e] += b.sq;
+            counts[e % self.nb] += b.count;
+        }
+    }
+}
+
 impl L1DiceTerm {
     /// The histogram bin of `g = |p_c − y_c|` at each lane.
     #[inline(always)]
@@ -310,29 +380,22 @@ impl L1DiceTerm {
         self.bins.bin_lanes(&g)
     }
 
-    /// Adds, for the first `n` lanes, `p·y` and `p² + y` to the sums of the voxel's bin (per
-    /// channel: `py[c·K + k]`, `sq[c·K + k]`) and counts it. β is applied after all counts are
-    /// known, so the histogram costs no extra pass.
+    /// Adds, for the first `n` lanes, `p·y` and `p² + y` to the sums of the voxel's bin and
+    /// counts it. β is applied after all counts are known, so the histogram costs no extra
+    /// pass.
     #[inline(always)]
-    pub(crate) fn accumulate(
-        &self,
-        blk: &Block,
-        nc: usize,
-        n: usize,
-        py: &mut [f64],
-        sq: &mut [f64],
-        counts: &mut [u64],
-    ) {
-        let nb = self.bins.len();
+    pub(crate) fn accumulate(&self, blk: &Block, nc: usize, n: usize, hist: &mut L1Hist) {
+        let nb = hist.nb;
         for c in 0..nc {
             let k = self.bins_of(blk, c);
             let (p, y) = (&blk.p[c], &blk.y[c]);
-            for i in 0..n {
-                let e = c * nb + k[i] as usize;
-                py[e] += f64::from(p[i] * y[i]);
-                sq[e] += f64::from(p[i]).powi(2) + f64::from(y[i]);
-                counts[k[i] as usize] += 1;
+            let (mut py, mut sq, mut e) = ([0.0; LANES], [0.0; LANES], [0u32; LANES]);
+            for i in 0..LANES {
+                py[i] = p[i] * y[i];
+                sq[i] = p[i].mul_add(p[i], y[i]);
+                e[i] = (((i % L1Hist::COPIES) * nc + c) * nb) as u32 + k[i];
             }
+            hist.add(&e[..n], &py, &sq);
         }
     }
 
@@ -351,9 +414,11 @@ impl L1DiceTerm {
         for c in 0..nc {
             let k = self.bins_of(blk, c);
             let [k_y, k_p] = coef[c];
-            let b = k.map(|k| beta[k as usize]);
+            assert!(beta.len() == self.bins.len());
             for i in 0..LANES {
-                gp[c][i] += b[i] * (k_y * blk.y[c][i] + k_p * blk.p[c][i]);
+                // SAFETY: bins are < bins.len() (bin_lanes), which is beta.len() (asserted).
+                let b = unsafe { *beta.get_unchecked(k[i] as usize) };
+                gp[c][i] += b * (k_y * blk.y[c][i] + k_p * blk.p[c][i]);
             }
         }
     }
