@@ -4,6 +4,8 @@
 //! (structure of arrays: one [`Lanes`] per channel). Everything here is computed lane by lane
 //! without branches, which the compiler vectorises.
 
+use std::mem::MaybeUninit;
+
 use crate::lanes::{exp, ln, Lanes, LANES};
 
 /// Largest number of classes (logit channels) the kernel handles.
@@ -57,11 +59,16 @@ fn load_partial(src: &[f32]) -> Lanes {
     v
 }
 
-/// Writes the first `dst.len()` (at most [`LANES`]) lanes of `v` to `dst`.
+/// Writes the first `dst.len()` (at most [`LANES`]) lanes of `v` to `dst` (uninitialised
+/// output memory: the gradient is written once, without zeroing it first).
 #[inline(always)]
-pub(crate) fn store(v: &Lanes, dst: &mut [f32]) {
-    match <&mut Lanes>::try_from(&mut *dst) {
-        Ok(full) => *full = *v,
+pub(crate) fn store(v: &Lanes, dst: &mut [MaybeUninit<f32>]) {
+    match <&mut [MaybeUninit<f32>; LANES]>::try_from(&mut *dst) {
+        Ok(full) => {
+            for (d, &x) in full.iter_mut().zip(v) {
+                d.write(x);
+            }
+        }
         Err(_) => store_partial(v, dst),
     }
 }
@@ -69,9 +76,10 @@ pub(crate) fn store(v: &Lanes, dst: &mut [f32]) {
 /// [`store`] of a partial block, out of line like [`load_partial`].
 #[cold]
 #[inline(never)]
-fn store_partial(v: &Lanes, dst: &mut [f32]) {
-    let n = dst.len();
-    dst.copy_from_slice(&v[..n]);
+fn store_partial(v: &Lanes, dst: &mut [MaybeUninit<f32>]) {
+    for (d, &x) in dst.iter_mut().zip(v) {
+        d.write(x);
+    }
 }
 
 /// `Σ_c w[c]·v[c]` lane by lane; with one-hot `w` this picks each voxel's own class.

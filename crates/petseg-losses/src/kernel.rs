@@ -14,6 +14,7 @@
 //! added in chunk order. The result therefore does not depend on the number of threads. On
 //! x86-64 the chunk loops are compiled a second time for AVX2 + FMA and chosen at run time.
 
+use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
@@ -30,6 +31,9 @@ const CHUNK: usize = 8192;
 /// Blocks whose f32 lane sums are added before they go into the f64 totals: each lane then
 /// sums 16 values, which keeps the f32 rounding near 1e-7 relative.
 const FLUSH_BLOCKS: usize = 16;
+
+/// One channel's gradient over one chunk, not yet written.
+type OutRow<'a> = &'a mut [MaybeUninit<f32>];
 
 /// Sizes of the problem: batch, classes, voxels per image.
 #[derive(Debug, Clone, Copy)]
@@ -294,7 +298,7 @@ fn backward_chunk<const NC: usize>(
     x: &[f32],
     cls: &[u8],
     ch: &Chunk,
-    out: &mut [&mut [f32]],
+    out: &mut [OutRow],
 ) {
     let nc = if NC > 0 { NC } else { d.c };
     let needs = needs(terms, false);
@@ -374,7 +378,7 @@ fn forward(terms: &Terms, d: Dims, x: &[f32], cls: &[u8], ch: &Chunk) -> Sums {
 
 /// [`backward_chunk`] for the class count at hand, in portable code.
 #[inline(always)]
-fn backward_any(g: &GradOp, x: &[f32], cls: &[u8], ch: &Chunk, out: &mut [&mut [f32]]) {
+fn backward_any(g: &GradOp, x: &[f32], cls: &[u8], ch: &Chunk, out: &mut [OutRow]) {
     let d = g.saved.dims;
     match d.c {
         2 => backward_chunk::<2>(&g.terms, &g.coefs, d, x, cls, ch, out),
@@ -385,12 +389,12 @@ fn backward_any(g: &GradOp, x: &[f32], cls: &[u8], ch: &Chunk, out: &mut [&mut [
 /// [`backward_any`] compiled for AVX2 + FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn backward_avx2(g: &GradOp, x: &[f32], cls: &[u8], ch: &Chunk, out: &mut [&mut [f32]]) {
+fn backward_avx2(g: &GradOp, x: &[f32], cls: &[u8], ch: &Chunk, out: &mut [OutRow]) {
     backward_any(g, x, cls, ch, out)
 }
 
 /// The gradient over one chunk with the best code the CPU runs.
-fn backward(g: &GradOp, x: &[f32], cls: &[u8], ch: &Chunk, out: &mut [&mut [f32]]) {
+fn backward(g: &GradOp, x: &[f32], cls: &[u8], ch: &Chunk, out: &mut [OutRow]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU has the features `backward_avx2` is compiled for.
@@ -592,16 +596,16 @@ impl CustomOp2 for GradOp {
         let x = f32_slice(s, l)?;
         let d = self.saved.dims;
         let classes = labels::decode(s2, l2, d.c)?;
-        let mut out = vec![0f32; x.len()];
-        let mut work: Vec<(Chunk, Vec<&mut [f32]>)> = Vec::new();
-        for (b, image) in out.chunks_mut(d.c * d.s).enumerate() {
+        let mut out: Vec<f32> = Vec::with_capacity(x.len());
+        let mut work: Vec<(Chunk, Vec<OutRow>)> = Vec::new();
+        let spare = &mut out.spare_capacity_mut()[..x.len()];
+        for (b, image) in spare.chunks_mut(d.c * d.s).enumerate() {
             let mut channels: Vec<_> = image
                 .chunks_mut(d.s)
                 .map(|ch| ch.chunks_mut(CHUNK))
                 .collect();
             for j in 0..d.s.div_ceil(CHUNK) {
-                let slices: Vec<&mut [f32]> =
-                    channels.iter_mut().filter_map(|it| it.next()).collect();
+                let slices: Vec<OutRow> = channels.iter_mut().filter_map(|it| it.next()).collect();
                 work.push((
                     Chunk {
                         b,
@@ -614,6 +618,9 @@ impl CustomOp2 for GradOp {
         }
         work.into_par_iter()
             .for_each(|(ch, mut slices)| backward(self, x, &classes, &ch, &mut slices));
+        // SAFETY: the chunks cover every voxel of every channel of every image, and
+        // `backward_chunk` writes each of their voxels, so all `x.len()` values are initialised.
+        unsafe { out.set_len(x.len()) };
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 }

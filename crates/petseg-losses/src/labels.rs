@@ -64,8 +64,11 @@ pub(crate) fn decode<'a>(
             .collect()
     }
     let owned = match storage {
-        // the common case: one vectorised scan, no copy
-        CpuStorage::U8(v) if v[start..end].iter().all(|&c| usize::from(c) < classes) => {
+        // the common case: one vectorised scan (a max, which unlike `all` does not stop
+        // early and so vectorises), no copy
+        CpuStorage::U8(v)
+            if usize::from(v[start..end].iter().copied().max().unwrap_or(0)) < classes =>
+        {
             return Ok(Cow::Borrowed(&v[start..end]));
         }
         CpuStorage::U8(v) => ints(&v[start..end], classes, bad),
