@@ -6,9 +6,9 @@
 //! usage: cargo bench -p petseg-ops3d --bench ops [-- SIZE...]   (default 96 128)
 //!
 //! `-- conv SIZE...` instead times every convolution of the two networks
-//! per direction (forward, input gradient, weight gradient) and then the
-//! PyTorch peer of each in one `python3` child (2 threads, same machine, same
-//! run), and prints the ratios. Set `PETSEG_OPS3D_CONV=gemm` to time the
+//! per direction (forward, input gradient, weight gradient), alternating
+//! with the PyTorch peer of each case in a `python3` child (2 threads, same
+//! machine, same run, best of 3 rounds each), and prints the ratios. Set `PETSEG_OPS3D_CONV=gemm` to time the
 //! im2col + `gemm` kernels instead of the direct SIMD ones.
 
 use candle_core::{Device, Result, Tensor, Var};
@@ -170,8 +170,8 @@ fn conv_times((n, o, k, s, p): ConvSpec) -> Result<[f64; 4]> {
     Ok([fwd, dinput.max(0.0), dweight.max(0.0), both])
 }
 
-/// PyTorch's times for the same specs, measured the same way, from one
-/// `python3` child process.
+/// PyTorch's times for the same specs, measured the same way (one line of
+/// `n c size o k s p` in, one line of four times out).
 const TORCH_CONV: &str = r#"
 import sys, time, torch, torch.nn.functional as F
 torch.set_num_threads(2)
@@ -191,52 +191,82 @@ for line in sys.stdin:
     print(fwd, fb(xv, w) - fwd, fb(x, wv) - fwd, fb(xv, wv), flush=True)
 "#;
 
-fn torch_conv_times(specs: &[ConvSpec]) -> std::io::Result<Vec<[f64; 4]>> {
-    let input: String = specs
-        .iter()
-        .map(|(n, o, k, s, p)| format!("{} {} {} {o} {k} {s} {p}\n", n[0], n[1], n[2]))
-        .collect();
-    let mut child = Command::new("python3")
-        .args(["-c", TORCH_CONV])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(input.as_bytes())?;
-    let out = child.wait_with_output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rows: Vec<[f64; 4]> = text
-        .lines()
-        .filter_map(|l| {
-            let v: Vec<f64> = l
-                .split_whitespace()
-                .filter_map(|t| t.parse().ok())
-                .collect();
-            v.try_into().ok()
-        })
-        .collect();
-    if rows.len() != specs.len() {
-        return Err(std::io::Error::other(format!(
-            "python3/torch returned {} rows for {} cases (is torch installed?)",
-            rows.len(),
-            specs.len()
-        )));
-    }
-    Ok(rows)
+/// A persistent `python3` child running [`TORCH_CONV`], asked one case at a
+/// time so that its timings interleave with ours.
+struct TorchPeer {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
 }
+
+impl TorchPeer {
+    fn start() -> std::io::Result<Self> {
+        let mut child = Command::new("python3")
+            .args(["-c", TORCH_CONV])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let out = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        Ok(TorchPeer { child, out })
+    }
+
+    /// PyTorch's forward, input-gradient, weight-gradient and forward+backward times.
+    fn times(&mut self, (n, o, k, s, p): ConvSpec) -> std::io::Result<[f64; 4]> {
+        use std::io::{BufRead, Write};
+        let stdin = self.child.stdin.as_mut().expect("piped stdin");
+        writeln!(stdin, "{} {} {} {o} {k} {s} {p}", n[0], n[1], n[2])?;
+        stdin.flush()?;
+        let mut line = String::new();
+        self.out.read_line(&mut line)?;
+        let v: Vec<f64> = line
+            .split_whitespace()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        v.try_into().map_err(|_| {
+            std::io::Error::other(format!(
+                "python3/torch answered {line:?} (is torch installed?)"
+            ))
+        })
+    }
+}
+
+impl Drop for TorchPeer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Rounds of (ours, PyTorch) measurements per case; each figure is the
+/// best over the rounds, so that both sides see the same machine load.
+const ROUNDS: usize = 3;
 
 /// `conv` mode: per-direction table with PyTorch ratios (torch time / ours).
 fn conv_mode(sizes: &[usize]) -> Result<()> {
     let specs: Vec<ConvSpec> = sizes.iter().flat_map(|&s| conv_specs(s)).collect();
-    let ours: Vec<[f64; 4]> = specs
-        .iter()
-        .map(|&c| conv_times(c))
-        .collect::<Result<_>>()?;
-    let torch = torch_conv_times(&specs);
+    let mut peer = TorchPeer::start();
+    let mut ours = Vec::new();
+    let mut torch: std::io::Result<Vec<[f64; 4]>> = Ok(Vec::new());
+    for &spec in &specs {
+        let (mut o, mut t) = ([f64::MAX; 4], [f64::MAX; 4]);
+        for _ in 0..ROUNDS {
+            let r = conv_times(spec)?;
+            o.iter_mut().zip(r).for_each(|(a, b)| *a = a.min(b));
+            if let (Ok(p), Ok(_)) = (peer.as_mut(), torch.as_ref()) {
+                match p.times(spec) {
+                    Ok(r) => t.iter_mut().zip(r).for_each(|(a, b)| *a = a.min(b)),
+                    Err(e) => torch = Err(e),
+                }
+            }
+        }
+        ours.push(o);
+        if let Ok(v) = torch.as_mut() {
+            v.push(t);
+        }
+    }
+    let torch = match peer {
+        Ok(_) => torch,
+        Err(e) => Err(e),
+    };
     let kernels = match std::env::var("PETSEG_OPS3D_CONV") {
         Ok(v) if v == "gemm" => "im2col + gemm",
         _ => "direct SIMD",
