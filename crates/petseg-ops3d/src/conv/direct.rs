@@ -135,8 +135,6 @@ struct TileLayout {
     blocks: usize,
     /// Input rows per run.
     rows: usize,
-    /// Offset in the buffer of every tap `(ci, kz, ky, kx)`, in weight order.
-    offs: Vec<usize>,
 }
 
 impl TileLayout {
@@ -152,14 +150,6 @@ impl TileLayout {
         let rows = r1 - r0 + h_shift;
         // rows·op ≤ cols_pad + h_shift·op: the rows fit, and so does the widest read
         let blk = cols_pad + h_shift * op + (kw - 1) * dw / sw;
-        let offs = (0..g.cg() * kd)
-            .flat_map(|cz| (0..kh).map(move |ky| (cz, ky)))
-            .flat_map(|(cz, ky)| {
-                let run = (cz * sh + (ky * dh) % sh) * sw;
-                let row = (ky * dh) / sh * op;
-                (0..kw).map(move |kx| (run + (kx * dw) % sw) * blk + row + kx * dw / sw)
-            })
-            .collect();
         TileLayout {
             sh,
             sw,
@@ -168,8 +158,31 @@ impl TileLayout {
             blk,
             blocks: g.cg() * kd,
             rows,
-            offs,
         }
+    }
+
+    /// Offset in the buffer of every tap `(ci, kz, ky, kx)`, in weight order,
+    /// into `offs` (kept when it already holds this layout's offsets: they
+    /// depend only on the geometry and `blk`).
+    fn offsets(&self, g: &ConvGeom, offs: &mut (usize, Vec<usize>)) {
+        if offs.0 == self.blk && !offs.1.is_empty() {
+            return;
+        }
+        let [kd, kh, kw] = g.kernel;
+        let (sh, sw, op, blk) = (self.sh, self.sw, self.op, self.blk);
+        let (dh, dw) = (g.dilation[1], g.dilation[2]);
+        offs.1.clear();
+        for cz in 0..g.cg() * kd {
+            for ky in 0..kh {
+                let run = (cz * sh + (ky * dh) % sh) * sw;
+                let row = (ky * dh) / sh * op;
+                for kx in 0..kw {
+                    offs.1
+                        .push((run + (kx * dw) % sw) * blk + row + kx * dw / sw);
+                }
+            }
+        }
+        offs.0 = blk;
     }
 }
 
@@ -251,6 +264,9 @@ pub(super) fn pack_weights(isa: Isa, g: &ConvGeom, wg: &[f32]) -> Vec<f32> {
 pub(super) struct Scratch {
     buf: Vec<f32>,
     tile: Vec<f32>,
+    /// Tap offsets and the `blk` they were computed for (one geometry per
+    /// scratch: scratches live for one kernel call).
+    offs: (usize, Vec<usize>),
 }
 
 /// Input blocks `(ci, kz, ky)` per pass of the forward micro-kernel over a
@@ -276,6 +292,7 @@ pub(super) unsafe fn fwd_tile(
 ) {
     let lay = TileLayout::new(g, isa, r0, r1);
     fill(g, xg, r0, r1, &lay, &mut s.buf);
+    lay.offsets(g, &mut s.offs);
     let (og, taps, wo, out_vol, ob) = (g.og(), g.krows(), g.output[2], g.out_vol(), isa.ob());
     let nb = og.div_ceil(ob);
     s.tile.resize(nb * ob * lay.cols_pad, 0.0);
@@ -284,7 +301,7 @@ pub(super) unsafe fn fwd_tile(
     let chunk = FWD_KK_CHUNK * g.kernel[2];
     for c0 in (0..lay.cols_pad).step_by(cb) {
         for t0 in (0..taps).step_by(chunk) {
-            let offs = &lay.offs[t0..(t0 + chunk).min(taps)];
+            let offs = &s.offs.1[t0..(t0 + chunk).min(taps)];
             for b in 0..nb {
                 // SAFETY: the kernel reads buf[off + c0 + j] for j < cb with
                 // off + c0 + cb ≤ blocks·sh·sw·blk ≤ buf.len() (blk ≥ cols_pad + the
@@ -334,19 +351,23 @@ pub(super) fn wgrad_tile(
 ) {
     let lay = TileLayout::new(g, isa, r0, r1);
     fill(g, xg, r0, r1, &lay, &mut s.buf);
+    lay.offsets(g, &mut s.offs);
     let (og, taps, wo, out_vol, lanes) = (g.og(), g.krows(), g.output[2], g.out_vol(), isa.lanes());
     let nvec = og.div_ceil(lanes);
     let og_pad = nvec * lanes;
-    s.tile.clear();
     s.tile.resize(lay.cols_pad * og_pad, 0.0);
-    for o in 0..og {
-        for r in r0..r1 {
-            let c0 = (r - r0) * lay.op;
-            for (i, &v) in gy_g[o * out_vol + r * wo..][..wo].iter().enumerate() {
-                s.tile[(c0 + i) * og_pad + o] = v;
+    for r in r0..r1 {
+        let row = &mut s.tile[(r - r0) * lay.op * og_pad..][..lay.op * og_pad];
+        let (valid, dropped) = row.split_at_mut(wo * og_pad);
+        for (i, dst) in valid.chunks_exact_mut(og_pad).enumerate() {
+            for (o, d) in dst[..og].iter_mut().enumerate() {
+                *d = gy_g[o * out_vol + r * wo + i];
             }
+            dst[og..].fill(0.0);
         }
+        dropped.fill(0.0);
     }
+    s.tile[(r1 - r0) * lay.op * og_pad..].fill(0.0);
     assert!(acc_g.len() >= og * taps && s.buf.len() >= lay.blocks * lay.sh * lay.sw * lay.blk);
     let mut out = [0.0f32; WG_OUT];
     let mut offs = [0usize; WG_NR];
@@ -359,7 +380,7 @@ pub(super) fn wgrad_tile(
             let nt = (taps - t0).min(WG_NR);
             // taps past the end repeat the first one; their sums are dropped
             for (j, off) in offs.iter_mut().enumerate() {
-                *off = lay.offs[t0 + if j < nt { j } else { 0 }];
+                *off = s.offs.1[t0 + if j < nt { j } else { 0 }];
             }
             // SAFETY: reads tile[c·og_pad + v0·lanes + v·lanes + l] for
             // c < cols_pad, v < nv, l < lanes (the tile has cols_pad·og_pad
