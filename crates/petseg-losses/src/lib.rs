@@ -25,11 +25,16 @@
 //!
 //! ## How it is computed
 //! Every loss is one fused candle custom op (`kernel` module): a forward pass over the voxels
-//! accumulates, in f64 and in fixed chunk order (results do not depend on the thread count),
-//! the per-(b, c) sums the loss needs (for L1DFL also the per-bin sums, so the histogram and β
-//! cost no extra pass); the backward pass writes `∂loss/∂logits` in closed form in one more
-//! pass. The softmax is computed stably (max subtracted, log-sum-exp). The kernel is CPU code:
-//! tensors on another device are copied to the CPU and back inside the graph.
+//! accumulates the per-(b, c) sums the loss needs (for L1DFL also the per-bin sums, so the
+//! histogram and β cost no extra pass); the backward pass writes `∂loss/∂logits` in closed form
+//! in one more pass, straight into the output. Both passes run in parallel over fixed chunks
+//! of voxels (rayon) and, inside a chunk, over blocks of 32 neighbouring voxels with
+//! branch-free code the compiler vectorises (`block`, `terms`), using polynomial `exp`/`ln`
+//! accurate to 1e-6 relative (`lanes`); on x86-64 the loops are also compiled for AVX2 + FMA
+//! and picked at run time. Partial sums go from f32 lanes to f64 totals every 16 blocks and
+//! are added in a fixed order, so results do not depend on the thread count. The softmax is
+//! computed stably (max subtracted, log-sum-exp; one `exp` for two classes). The kernel is CPU
+//! code: tensors on another device are copied to the CPU and back inside the graph.
 //!
 //! ## Example
 //! ```
