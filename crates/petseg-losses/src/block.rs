@@ -65,9 +65,7 @@ fn load_partial(src: &[f32]) -> Lanes {
 pub(crate) fn store(v: &Lanes, dst: &mut [MaybeUninit<f32>]) {
     match <&mut [MaybeUninit<f32>; LANES]>::try_from(&mut *dst) {
         Ok(full) => {
-            for (d, &x) in full.iter_mut().zip(v) {
-                d.write(x);
-            }
+            full.write_copy_of_slice(v);
         }
         Err(_) => store_partial(v, dst),
     }
@@ -77,9 +75,8 @@ pub(crate) fn store(v: &Lanes, dst: &mut [MaybeUninit<f32>]) {
 #[cold]
 #[inline(never)]
 fn store_partial(v: &Lanes, dst: &mut [MaybeUninit<f32>]) {
-    for (d, &x) in dst.iter_mut().zip(v) {
-        d.write(x);
-    }
+    let n = dst.len();
+    dst.write_copy_of_slice(&v[..n]);
 }
 
 /// `Σ_c w[c]·v[c]` lane by lane; with one-hot `w` this picks each voxel's own class.
