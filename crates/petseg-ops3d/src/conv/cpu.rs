@@ -571,7 +571,7 @@ fn wgrad_reduce<T: Elem, S: Default>(
 pub(super) fn direct_wgrad(isa: direct::Isa, g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
     let plan = TilePlan::direct(g, wgrad_parts(g).div_ceil(g.n.max(1)));
     let (in_vol, out_vol, krows, cg, og) = (g.in_vol(), g.out_vol(), g.krows(), g.cg(), g.og());
-    wgrad_reduce(
+    let acc_t = wgrad_reduce(
         g,
         &plan,
         |s: &mut direct::Scratch, acc: &mut [f32], b, r0, r1, grp| {
@@ -580,7 +580,20 @@ pub(super) fn direct_wgrad(isa: direct::Isa, g: &ConvGeom, x: &[f32], gy: &[f32]
             let acc_g = &mut acc[grp * og * krows..][..og * krows];
             direct::wgrad_tile(isa, g, xg, gy_g, r0, r1, s, acc_g);
         },
-    )
+    );
+    // per group [tap][o] → [o][tap]
+    let mut gw = vec![0.0; g.w_len()];
+    for (src, dst) in acc_t
+        .chunks_exact(og * krows)
+        .zip(gw.chunks_exact_mut(og * krows))
+    {
+        for (t, row) in src.chunks_exact(og).enumerate() {
+            for (o, &v) in row.iter().enumerate() {
+                dst[o * krows + t] = v;
+            }
+        }
+    }
+    gw
 }
 
 /// Weight gradient with the im2col/shifted-row + `gemm` kernels (any element

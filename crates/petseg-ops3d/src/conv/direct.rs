@@ -295,10 +295,10 @@ pub(super) unsafe fn fwd_tile(
     lay.offsets(g, &mut s.offs);
     let (og, taps, wo, out_vol, ob) = (g.og(), g.krows(), g.output[2], g.out_vol(), isa.ob());
     let nb = og.div_ceil(ob);
-    s.tile.resize(nb * ob * lay.cols_pad, 0.0);
     assert!(wpk.len() >= nb * taps * ob && s.buf.len() >= lay.blocks * lay.sh * lay.sw * lay.blk);
     let cb = isa.col_block();
     let chunk = FWD_KK_CHUNK * g.kernel[2];
+    s.tile.resize(nb * ob * lay.cols_pad, 0.0);
     for c0 in (0..lay.cols_pad).step_by(cb) {
         for t0 in (0..taps).step_by(chunk) {
             let offs = &s.offs.1[t0..(t0 + chunk).min(taps)];
@@ -329,7 +329,7 @@ pub(super) unsafe fn fwd_tile(
 }
 
 /// Weight gradient of output rows `[r0, r1)` of one sample and group, added
-/// to `acc_g [og][cg·kd·kh·kw]`. `gy_g` is the group's output gradient of this
+/// to `acc_g [cg·kd·kh·kw][og]` (tap-major: the caller transposes the sum). `gy_g` is the group's output gradient of this
 /// sample (`og` channels).
 ///
 /// The micro-kernel runs along the tile's columns (the reduction) with
@@ -359,10 +359,16 @@ pub(super) fn wgrad_tile(
     for r in r0..r1 {
         let row = &mut s.tile[(r - r0) * lay.op * og_pad..][..lay.op * og_pad];
         let (valid, dropped) = row.split_at_mut(wo * og_pad);
-        for (i, dst) in valid.chunks_exact_mut(og_pad).enumerate() {
-            for (o, d) in dst[..og].iter_mut().enumerate() {
-                *d = gy_g[o * out_vol + r * wo + i];
+        // 16 channels at a time: few input streams, contiguous output runs
+        for o0 in (0..og).step_by(16) {
+            let o1 = (o0 + 16).min(og);
+            for (i, dst) in valid.chunks_exact_mut(og_pad).enumerate() {
+                for (o, d) in (o0..o1).zip(&mut dst[o0..o1]) {
+                    *d = gy_g[o * out_vol + r * wo + i];
+                }
             }
+        }
+        for dst in valid.chunks_exact_mut(og_pad) {
             dst[og..].fill(0.0);
         }
         dropped.fill(0.0);
@@ -401,9 +407,11 @@ pub(super) fn wgrad_tile(
                     &mut out,
                 );
             }
+            let n = (nv * lanes).min(og - v0 * lanes);
             for j in 0..nt {
-                for l in 0..(nv * lanes).min(og - v0 * lanes) {
-                    acc_g[(v0 * lanes + l) * taps + t0 + j] += out[j * nv * lanes + l];
+                let dst = &mut acc_g[(t0 + j) * og + v0 * lanes..][..n];
+                for (a, &v) in dst.iter_mut().zip(&out[j * nv * lanes..][..n]) {
+                    *a += v;
                 }
             }
         }
@@ -719,8 +727,9 @@ mod tests {
     }
 
     /// Odd shapes: strides, paddings, dilations, groups, channel counts that
-    /// are not multiples of the micro-kernel blocks, W shorter than a vector,
-    /// multi-row tiles, batch > 1.
+    /// are not multiples of the micro-kernel blocks (and more than two vectors
+    /// of them), W shorter than a vector or a multiple of one, multi-row
+    /// tiles, batch > 1.
     fn cases() -> Vec<ConvGeom> {
         vec![
             geom(1, 3, 5, 1, [5, 6, 7], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
@@ -771,6 +780,18 @@ mod tests {
             ),
             geom(1, 3, 4, 1, [6, 6, 6], [2, 2, 2], [2, 2, 2], [0; 3], [1; 3]),
             geom(1, 4, 3, 1, [5, 7, 9], [3, 3, 3], [1; 3], [3, 2, 4], [1; 3]),
+            geom(1, 8, 40, 1, [3, 5, 48], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
+            geom(
+                1,
+                6,
+                34,
+                2,
+                [4, 6, 50],
+                [3, 3, 3],
+                [2, 1, 2],
+                [1; 3],
+                [1; 3],
+            ),
         ]
     }
 
