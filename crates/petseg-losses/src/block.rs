@@ -64,9 +64,11 @@ fn load_partial(src: &[f32]) -> Lanes {
 #[inline(always)]
 pub(crate) fn store(v: &Lanes, dst: &mut [MaybeUninit<f32>]) {
     match <&mut [MaybeUninit<f32>; LANES]>::try_from(&mut *dst) {
-        Ok(full) => {
-            full.write_copy_of_slice(v);
-        }
+        // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, the two arrays do not overlap,
+        // and both hold LANES values. (`write_copy_of_slice` would say it safely, from 1.93.)
+        Ok(full) => unsafe {
+            std::ptr::copy_nonoverlapping(v.as_ptr(), full.as_mut_ptr().cast::<f32>(), LANES)
+        },
         Err(_) => store_partial(v, dst),
     }
 }
@@ -75,8 +77,9 @@ pub(crate) fn store(v: &Lanes, dst: &mut [MaybeUninit<f32>]) {
 #[cold]
 #[inline(never)]
 fn store_partial(v: &Lanes, dst: &mut [MaybeUninit<f32>]) {
-    let n = dst.len();
-    dst.write_copy_of_slice(&v[..n]);
+    for (d, &x) in dst.iter_mut().zip(v) {
+        d.write(x);
+    }
 }
 
 /// `Σ_c w[c]·v[c]` lane by lane; with one-hot `w` this picks each voxel's own class.
