@@ -10,14 +10,18 @@ use candle_core::{CpuStorage, DType, Layout, Result, Tensor, WithDType};
 pub(crate) trait Elem: WithDType {
     /// Negative infinity (padding value of max pooling).
     const NEG_INF: Self;
+    /// Zero.
+    const ZERO: Self;
 }
 
 impl Elem for f32 {
     const NEG_INF: Self = f32::NEG_INFINITY;
+    const ZERO: Self = 0.0;
 }
 
 impl Elem for f64 {
     const NEG_INF: Self = f64::NEG_INFINITY;
+    const ZERO: Self = 0.0;
 }
 
 /// The contiguous data of a storage/layout pair. Our public wrappers make every

@@ -14,6 +14,7 @@
 //! | [`upsample_trilinear3d`] | `F.interpolate(mode="trilinear")`, both `align_corners` | x |
 //! | [`upsample_nearest3d`] | `F.interpolate(mode="nearest")` | x |
 //! | [`group_norm`], [`instance_norm`] | `F.group_norm`, `F.instance_norm` (fused) | x, gamma, beta |
+//! | [`group_norm_relu`] | `F.relu(F.group_norm(…))` in one op (CPU; composed elsewhere) | x, gamma, beta |
 //! | [`init`] | PyTorch's default Conv3d/ConvTranspose3d init, seeded | — |
 //!
 //! **Owns:** the kernels (CPU; CUDA behind the `cuda` feature), their autograd
@@ -68,7 +69,9 @@
 //!   is the exact adjoint (scatter-add into the plane owned by the task).
 //!   Trilinear uses per-axis tables of `(i0, i1, λ0, λ1)` computed as PyTorch
 //!   does (in f32, with `1/scale` when a scale factor is given).
-//! * Norms: statistics in f64, one fused pass each for y, dx and (dγ, dβ).
+//! * Norms: statistics in f64 (8 independent lanes, fixed order), one fused
+//!   pass each for y, dx and (dγ, dβ); the backward reuses the forward's
+//!   statistics and, with the fused ReLU, rebuilds its mask from x.
 //!
 //! ## How it is verified
 //! * `tests/gradcheck.rs`: central finite differences in f64 for every op and
@@ -107,6 +110,6 @@ mod cuda;
 
 pub use conv::{conv3d, conv_transpose3d, Conv3dConfig, ConvTranspose3dConfig};
 pub use error::Ops3dError;
-pub use norm::{group_norm, instance_norm};
+pub use norm::{group_norm, group_norm_relu, instance_norm};
 pub use pool::{avg_pool3d, max_pool3d};
 pub use upsample::{upsample_nearest3d, upsample_trilinear3d, UpsampleTarget};

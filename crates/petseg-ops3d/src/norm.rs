@@ -12,6 +12,7 @@ use crate::elem::{
 use crate::error::{config_err, shape_err, unsupported};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 /// Sizes of a group normalisation of `x [n, c, spatial…]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -43,16 +44,35 @@ impl NormGeom {
     }
 }
 
+/// Σv and Σv² of a slice in f64, over 8 independent lanes (so the loop
+/// pipelines) combined in a fixed order: the result does not depend on the
+/// thread count.
+fn sum_and_squares<T: Elem>(b: &[T]) -> (f64, f64) {
+    let (mut s, mut q) = ([0.0f64; 8], [0.0f64; 8]);
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        for j in 0..8 {
+            let v = c[j].to_f64();
+            s[j] += v;
+            q[j] += v * v;
+        }
+    }
+    let (mut s, mut q) = (s.iter().sum::<f64>(), q.iter().sum::<f64>());
+    for v in chunks.remainder() {
+        let v = v.to_f64();
+        s += v;
+        q += v * v;
+    }
+    (s, q)
+}
+
 /// Mean and 1/sqrt(var + eps) (biased variance) of every (sample, group)
 /// block, in one pass with f64 sums of x and x².
 fn stats<T: Elem>(g: &NormGeom, x: &[T]) -> Vec<(f64, f64)> {
     x.par_chunks(g.block().max(1))
         .map(|b| {
             let m = b.len().max(1) as f64;
-            let (s, q) = b.iter().fold((0.0f64, 0.0f64), |(s, q), v| {
-                let v = v.to_f64();
-                (s + v, q + v * v)
-            });
+            let (s, q) = sum_and_squares(b);
             let mean = s / m;
             let var = (q / m - mean * mean).max(0.0);
             (mean, 1.0 / (var + g.eps).sqrt())
@@ -60,49 +80,121 @@ fn stats<T: Elem>(g: &NormGeom, x: &[T]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn forward<T: Elem>(g: &NormGeom, x: &[T], gamma: &[T], beta: &[T]) -> Vec<T> {
-    let st = stats(g, x);
-    let mut y = vec![T::from_f64(0.0); x.len()];
+/// The per-channel affine map `x ↦ a·x + b` that normalises channel `ch` of
+/// sample-and-group statistics `(mean, rstd)` and applies `γ`, `β`. Forward
+/// and backward both build it here, so the backward's recomputed
+/// pre-activation equals the forward's bit for bit (the ReLU mask agrees).
+#[inline]
+fn channel_affine<T: Elem>((mean, rstd): (f64, f64), gamma: T, beta: T) -> (T, T) {
+    let a = rstd * gamma.to_f64();
+    (T::from_f64(a), T::from_f64(beta.to_f64() - mean * a))
+}
+
+/// `max(v, 0)`, keeping NaN (as `torch.relu`).
+#[inline]
+fn relu<T: Elem>(v: T) -> T {
+    if v < T::ZERO {
+        T::ZERO
+    } else {
+        v
+    }
+}
+
+fn forward<T: Elem>(
+    g: &NormGeom,
+    st: &[(f64, f64)],
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    act_relu: bool,
+) -> Vec<T> {
+    let mut y = vec![T::ZERO; x.len()];
     let sp = g.spatial.max(1);
     y.par_chunks_mut(sp)
         .zip(x.par_chunks(sp))
         .enumerate()
         .for_each(|(nc, (yc, xc))| {
             let ch = nc % g.c;
-            let (mean, rstd) = st[nc / g.cg()];
-            let a = rstd * gamma[ch].to_f64();
-            let (a, b) = (T::from_f64(a), T::from_f64(beta[ch].to_f64() - mean * a));
-            yc.iter_mut().zip(xc).for_each(|(y, &x)| *y = x * a + b);
+            let (a, b) = channel_affine(st[nc / g.cg()], gamma[ch], beta[ch]);
+            if act_relu {
+                yc.iter_mut()
+                    .zip(xc)
+                    .for_each(|(y, &x)| *y = relu(x * a + b));
+            } else {
+                yc.iter_mut().zip(xc).for_each(|(y, &x)| *y = x * a + b);
+            }
         });
     y
 }
 
+/// The gradient reaching the normalisation output: `gy`, or with a fused ReLU
+/// 0 where the pre-activation `a·x + b` is ≤ 0 and `gy` elsewhere (PyTorch's
+/// `threshold_backward` on the output).
+#[inline]
+fn masked<T: Elem>(relu_ab: Option<(T, T)>, xv: T, gv: T) -> T {
+    match relu_ab {
+        Some((a, b)) if xv * a + b <= T::ZERO => T::ZERO,
+        _ => gv,
+    }
+}
+
+/// Σ g·x and Σ g of one channel, 8 independent f64 lanes in a fixed order,
+/// with `g` the (masked) output gradient.
+fn channel_sums<T: Elem>(relu_ab: Option<(T, T)>, xc: &[T], gc: &[T]) -> (f64, f64) {
+    let (mut sa, mut sb) = ([0.0f64; 8], [0.0f64; 8]);
+    let (mut xs, mut gs) = (xc.chunks_exact(8), gc.chunks_exact(8));
+    for (xb, gb) in (&mut xs).zip(&mut gs) {
+        for j in 0..8 {
+            let gv = masked(relu_ab, xb[j], gb[j]).to_f64();
+            sa[j] += gv * xb[j].to_f64();
+            sb[j] += gv;
+        }
+    }
+    let (mut a, mut b) = (sa.iter().sum::<f64>(), sb.iter().sum::<f64>());
+    for (&xv, &gv) in xs.remainder().iter().zip(gs.remainder()) {
+        let gv = masked(relu_ab, xv, gv).to_f64();
+        a += gv * xv.to_f64();
+        b += gv;
+    }
+    (a, b)
+}
+
 /// Fused backward, packed as `[dx (N·C·D·H·W), dγ (C), dβ (C)]`:
-/// `dx = rstd·(gy·γ − mean(gy·γ) − x̂·mean(gy·γ·x̂))` over each block,
-/// `dγ_c = Σ gy·x̂`, `dβ_c = Σ gy`. One pass per channel accumulates `Σ gy·x`
-/// and `Σ gy`, from which every block and parameter sum follows; a second
-/// pass writes dx (after the statistics pass).
-fn backward<T: Elem>(g: &NormGeom, x: &[T], gamma: &[T], gy: &[T]) -> Vec<T> {
-    let st = stats(g, x);
+/// `dx = rstd·(gz·γ − mean(gz·γ) − x̂·mean(gz·γ·x̂))` over each block,
+/// `dγ_c = Σ gz·x̂`, `dβ_c = Σ gz`, where `gz` is `gy` (masked by the ReLU when
+/// `beta` is given, see [`masked`]). One pass per channel accumulates `Σ gz·x`
+/// and `Σ gz`, from which every block and parameter sum follows; a second
+/// pass writes dx. The statistics come from the forward.
+fn backward<T: Elem>(
+    g: &NormGeom,
+    st: &[(f64, f64)],
+    x: &[T],
+    gamma: &[T],
+    relu_beta: Option<&[T]>,
+    gy: &[T],
+) -> Vec<T> {
     let (blk, sp, cg, len) = (g.block().max(1), g.spatial.max(1), g.cg(), x.len());
-    // per (sample, channel): (Σ gy·x, Σ gy)
+    let relu_ab = |nc: usize| {
+        relu_beta.map(|beta| {
+            let ch = nc % g.c;
+            channel_affine(st[nc / cg], gamma[ch], beta[ch])
+        })
+    };
+    // per (sample, channel): (Σ gz·x, Σ gz)
     let sums: Vec<(f64, f64)> = x
         .par_chunks(sp)
         .zip(gy.par_chunks(sp))
-        .map(|(xc, gc)| {
-            xc.iter().zip(gc).fold((0.0, 0.0), |(a, b), (&xv, &gv)| {
-                let gv = gv.to_f64();
-                (a + gv * xv.to_f64(), b + gv)
-            })
-        })
-        .collect();
-    let mut out = vec![T::from_f64(0.0); len + 2 * g.c];
-    let (dx, params) = out.split_at_mut(len);
-    dx.par_chunks_mut(blk)
-        .zip(x.par_chunks(blk))
-        .zip(gy.par_chunks(blk))
         .enumerate()
-        .for_each(|(ng, ((gxb, xb), gyb))| {
+        .map(|(nc, (xc, gc))| channel_sums(relu_ab(nc), xc, gc))
+        .collect();
+    let mut out = vec![T::ZERO; len + 2 * g.c];
+    let (dx, params) = out.split_at_mut(len);
+    dx.par_chunks_mut(sp)
+        .zip(x.par_chunks(sp))
+        .zip(gy.par_chunks(sp))
+        .enumerate()
+        .for_each(|(nc, ((gxc, xc), gyc))| {
+            let ng = nc / cg;
             let (mean, rstd) = st[ng];
             let c0 = (ng % g.groups) * cg;
             let first = (ng / g.groups) * g.c + c0;
@@ -115,15 +207,13 @@ fn backward<T: Elem>(g: &NormGeom, x: &[T], gamma: &[T], gy: &[T]) -> Vec<T> {
             }
             let m = blk as f64;
             let (m1, m2) = (s1 / m, s2 / m);
-            for ci in 0..cg {
-                // dx = rstd·γ·gy − rstd·m1 − rstd²·m2·(x − mean) = a·gy + b·x + c
-                let a = T::from_f64(rstd * gamma[c0 + ci].to_f64());
-                let b = T::from_f64(-rstd * rstd * m2);
-                let c = T::from_f64(-rstd * m1 + mean * rstd * rstd * m2);
-                let r = ci * sp..(ci + 1) * sp;
-                for ((o, &xv), &gv) in gxb[r.clone()].iter_mut().zip(&xb[r.clone()]).zip(&gyb[r]) {
-                    *o = a * gv + b * xv + c;
-                }
+            // dx = rstd·γ·gz − rstd·m1 − rstd²·m2·(x − mean) = a·gz + b·x + c
+            let a = T::from_f64(rstd * gamma[nc % g.c].to_f64());
+            let b = T::from_f64(-rstd * rstd * m2);
+            let c = T::from_f64(-rstd * m1 + mean * rstd * rstd * m2);
+            let mask = relu_ab(nc);
+            for ((o, &xv), &gv) in gxc.iter_mut().zip(xc).zip(gyc) {
+                *o = a * masked(mask, xv, gv) + b * xv + c;
             }
         });
     for ch in 0..g.c {
@@ -147,15 +237,24 @@ fn same_dtype(op: &'static str, a: &CpuStorage, b: &CpuStorage, c: &CpuStorage) 
     Ok(())
 }
 
-/// `(x, γ, β) → y`, with backward through [`NormBwdOp`].
-#[derive(Clone, Copy, Debug)]
+/// `(x, γ, β) → y` (optionally `relu(y)`), with backward through [`NormBwdOp`].
+#[derive(Debug)]
 pub(crate) struct GroupNormOp {
     pub geom: NormGeom,
+    /// Fuse a ReLU after the affine map (CPU only; the wrapper composes it on
+    /// other devices).
+    relu: bool,
+    /// The CPU forward's statistics, reused by the backward (one pass over x less).
+    stats: OnceLock<Vec<(f64, f64)>>,
 }
 
 impl CustomOp3 for GroupNormOp {
     fn name(&self) -> &'static str {
-        "group_norm"
+        if self.relu {
+            "group_norm_relu"
+        } else {
+            "group_norm"
+        }
     }
     fn cpu_fwd(
         &self,
@@ -170,7 +269,8 @@ impl CustomOp3 for GroupNormOp {
         let st = dispatch_float!(self.name(), s1, T => {
             let n = self.name();
             let (x, gamma, beta) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?);
-            Ok(storage(forward(&self.geom, x, gamma, beta)))
+            let st = self.stats.get_or_init(|| stats(&self.geom, x));
+            Ok(storage(forward(&self.geom, st, x, gamma, beta, self.relu)))
         })?;
         Ok((st, self.geom.shape()))
     }
@@ -184,6 +284,12 @@ impl CustomOp3 for GroupNormOp {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
+        if self.relu {
+            return Err(unsupported(
+                self.name(),
+                "the fused ReLU on CUDA (the wrapper composes it)",
+            ));
+        }
         let st = crate::cuda::norm::forward(&self.geom, s1, l1, s2, l2, s3, l3)?;
         Ok((st, self.geom.shape()))
     }
@@ -191,12 +297,23 @@ impl CustomOp3 for GroupNormOp {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _beta: &Tensor,
+        beta: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let packed = x.apply_op3_no_bwd(gamma, &grad, &NormBwdOp { geom: self.geom })?;
+        // With the ReLU the backward also needs β (to rebuild the mask), packed after γ.
+        let params = if self.relu {
+            Tensor::cat(&[gamma, beta], 0)?
+        } else {
+            gamma.clone()
+        };
+        let op = NormBwdOp {
+            geom: self.geom,
+            relu: self.relu,
+            stats: self.stats.get().cloned(),
+        };
+        let packed = x.apply_op3_no_bwd(&params, &grad, &op)?;
         let (len, c) = (x.elem_count(), self.geom.c);
         let gx = packed.narrow(0, 0, len)?.reshape(self.geom.shape())?;
         Ok((
@@ -207,10 +324,14 @@ impl CustomOp3 for GroupNormOp {
     }
 }
 
-/// `(x, γ, gy) → [dx, dγ, dβ]` packed in one 1-D tensor (see [`backward`]).
-#[derive(Clone, Copy, Debug)]
+/// `(x, γ or [γ, β], gy) → [dx, dγ, dβ]` packed in one 1-D tensor (see
+/// [`backward`]); `[γ, β]` when the ReLU is fused.
+#[derive(Clone, Debug)]
 pub(crate) struct NormBwdOp {
     pub geom: NormGeom,
+    relu: bool,
+    /// The forward's statistics when it ran on the CPU.
+    stats: Option<Vec<(f64, f64)>>,
 }
 
 impl CustomOp3 for NormBwdOp {
@@ -229,8 +350,18 @@ impl CustomOp3 for NormBwdOp {
         same_dtype(self.name(), s1, s2, s3)?;
         let st = dispatch_float!(self.name(), s1, T => {
             let n = self.name();
-            let (x, gamma, gy) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?);
-            Ok(storage(backward(&self.geom, x, gamma, gy)))
+            let (x, params, gy) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?);
+            let c = self.geom.c;
+            let (gamma, beta) = if self.relu { (&params[..c], Some(&params[c..2 * c])) } else { (params, None) };
+            let computed;
+            let st = match &self.stats {
+                Some(st) => st,
+                None => {
+                    computed = stats(&self.geom, x);
+                    &computed
+                }
+            };
+            Ok(storage(backward(&self.geom, st, x, gamma, beta, gy)))
         })?;
         Ok((st, self.geom.packed_shape()))
     }
@@ -244,34 +375,38 @@ impl CustomOp3 for NormBwdOp {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
+        if self.relu {
+            return Err(unsupported(
+                self.name(),
+                "the fused ReLU on CUDA (the wrapper composes it)",
+            ));
+        }
         let st = crate::cuda::norm::backward(&self.geom, s1, l1, s2, l2, s3, l3)?;
         Ok((st, self.geom.packed_shape()))
     }
 }
 
-/// Group normalisation of `x [N, C, D, H, W]` like `F.group_norm`: each
-/// (sample, group of C/num_groups channels) is normalised by its own mean and
-/// biased variance, then scaled by `gamma [C]` and shifted by `beta [C]`
-/// (identity when `None`). Autograd for x, gamma and beta.
-pub fn group_norm(
+/// The shared body of the public norms: checks, parameter defaults, the op.
+fn norm(
+    op: &'static str,
     x: &Tensor,
     num_groups: usize,
     gamma: Option<&Tensor>,
     beta: Option<&Tensor>,
     eps: f64,
+    relu: bool,
 ) -> Result<Tensor> {
-    const OP: &str = "group_norm";
-    let dims = dims5(OP, "input x", x)?;
+    let dims = dims5(op, "input x", x)?;
     let [n, c, d, h, w] = dims;
     if num_groups == 0 || c % num_groups != 0 {
         return Err(config_err(
-            OP,
+            op,
             format!("num_groups = {num_groups} must be ≥ 1 and divide the channels C = {c}"),
         ));
     }
     if !(eps.is_finite() && eps >= 0.0) {
         return Err(config_err(
-            OP,
+            op,
             format!("eps = {eps} must be finite and ≥ 0"),
         ));
     }
@@ -279,7 +414,7 @@ pub fn group_norm(
     let param = |p: Option<&Tensor>, name: &str, fill: f64| -> Result<Tensor> {
         match p {
             Some(p) if p.dims() != [c] => Err(shape_err(
-                OP,
+                op,
                 format!(
                     "{name} must have shape [{c}] (one value per channel), got {:?}",
                     p.dims()
@@ -298,9 +433,48 @@ pub fn group_norm(
         eps,
         dims,
     };
-    prepare(x, dt)?
-        .apply_op3(&gamma, &beta, GroupNormOp { geom })?
-        .to_dtype(x.dtype())
+    // The fused ReLU has a CPU kernel only; elsewhere it is composed.
+    let fused = relu && x.device().is_cpu();
+    let y = prepare(x, dt)?.apply_op3(
+        &gamma,
+        &beta,
+        GroupNormOp {
+            geom,
+            relu: fused,
+            stats: OnceLock::new(),
+        },
+    )?;
+    let y = if relu && !fused { y.relu()? } else { y };
+    y.to_dtype(x.dtype())
+}
+
+/// Group normalisation of `x [N, C, D, H, W]` like `F.group_norm`: each
+/// (sample, group of C/num_groups channels) is normalised by its own mean and
+/// biased variance, then scaled by `gamma [C]` and shifted by `beta [C]`
+/// (identity when `None`). Autograd for x, gamma and beta.
+pub fn group_norm(
+    x: &Tensor,
+    num_groups: usize,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    norm("group_norm", x, num_groups, gamma, beta, eps, false)
+}
+
+/// `relu(group_norm(x, …))` in one op: on the CPU the ReLU is applied in the
+/// normalisation pass and its mask rebuilt in the fused backward, so the
+/// graph holds one tensor (the output) instead of two and skips candle's
+/// ReLU passes forward and backward. Same arguments and gradients as the
+/// composition (PyTorch's convention: zero gradient where the output is 0).
+pub fn group_norm_relu(
+    x: &Tensor,
+    num_groups: usize,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    norm("group_norm_relu", x, num_groups, gamma, beta, eps, true)
 }
 
 /// Instance normalisation of `x [N, C, D, H, W]` (`F.instance_norm` without

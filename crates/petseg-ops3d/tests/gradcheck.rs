@@ -175,3 +175,18 @@ fn group_norm_affine_and_plain() {
         instance_norm(&t[0], None, None, 1e-5)
     });
 }
+
+#[test]
+fn group_norm_relu_affine_and_plain() {
+    let ins = [
+        rand_t(113, &[2, 6, 3, 4, 5]),
+        rand_t(114, &[6]),
+        rand_t(115, &[6]),
+    ];
+    grad_check("group_norm_relu affine", &ins, |t| {
+        group_norm_relu(&t[0], 3, Some(&t[1]), Some(&t[2]), 1e-5)
+    });
+    grad_check("group_norm_relu plain", &ins[..1], |t| {
+        group_norm_relu(&t[0], 2, None, None, 1e-5)
+    });
+}

@@ -397,3 +397,62 @@ fn weight_gradient_is_deterministic() {
         assert_eq!(gw(), first);
     }
 }
+
+/// Output and gradients (x, γ, β) of a norm for the loss `Σ y²·r`, in f32.
+fn norm_grads(
+    f: impl Fn(&Tensor, &Tensor, &Tensor) -> candle_core::Result<Tensor>,
+) -> Vec<Vec<f32>> {
+    let f32_var = |seed, shape: &[usize]| {
+        Var::from_tensor(&rand_t(seed, shape).to_dtype(DType::F32).unwrap()).unwrap()
+    };
+    let x = f32_var(21, &[2, 6, 9, 10, 11]);
+    let (gamma, beta) = (f32_var(22, &[6]), f32_var(23, &[6]));
+    let r = rand_t(24, &[2, 6, 9, 10, 11]).to_dtype(DType::F32).unwrap();
+    let y = f(x.as_tensor(), gamma.as_tensor(), beta.as_tensor()).unwrap();
+    let g = (y.sqr().unwrap() * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    vec![
+        flat(&y),
+        flat(g.get(&x).unwrap()),
+        flat(g.get(&gamma).unwrap()),
+        flat(g.get(&beta).unwrap()),
+    ]
+}
+
+/// The fused `group_norm_relu` equals `group_norm` followed by candle's ReLU:
+/// output and all three gradients.
+#[test]
+fn group_norm_relu_matches_composed() {
+    let fused = norm_grads(|x, g, b| group_norm_relu(x, 3, Some(g), Some(b), 1e-5));
+    let composed = norm_grads(|x, g, b| group_norm(x, 3, Some(g), Some(b), 1e-5)?.relu());
+    for (k, (a, b)) in fused.iter().zip(&composed).enumerate() {
+        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let err = a.iter().zip(b).fold(0f32, |m, (u, v)| m.max((u - v).abs()));
+        assert!(err <= 1e-6 * scale, "tensor {k}: max abs diff {err}");
+    }
+}
+
+/// The norms give bit-identical results with 1 and 3 threads (fixed-size
+/// chunks and fixed summation order).
+#[test]
+fn norms_do_not_depend_on_thread_count() {
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                let mut v = norm_grads(|x, g, b| group_norm_relu(x, 3, Some(g), Some(b), 1e-5));
+                v.extend(norm_grads(|x, g, b| {
+                    group_norm(x, 2, Some(g), Some(b), 1e-5)
+                }));
+                v
+            })
+    };
+    assert_eq!(run(1), run(3));
+}
