@@ -54,8 +54,10 @@ impl ConvBnRelu {
             ConvKind::Conv(c) => c.forward(x)?,
             ConvKind::Transposed(c) => c.forward(x)?,
         };
-        let h = self.norm.forward_t(&h, train)?;
-        self.dropout.forward_t(&h, train)?.relu()
+        // MONAI's order is norm → dropout → ReLU; the dropout mask is ≥ 0, so
+        // relu(mask·z) = mask·relu(z) and the ReLU fuses into the norm.
+        let h = self.norm.forward_relu_t(&h, train)?;
+        self.dropout.forward_t(&h, train)
     }
 }
 

@@ -153,8 +153,9 @@ impl GroupNorm {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        petseg_ops3d::group_norm(
+    /// `relu(group_norm(x))` as one fused op (MONAI's norm → ReLU pairs).
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        petseg_ops3d::group_norm_relu(
             x,
             self.groups,
             Some(&self.weight),
@@ -200,6 +201,15 @@ impl BatchNorm3d {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act(x, train, false)
+    }
+
+    /// `relu(batch_norm(x))`, fused into the normalisation in train mode.
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act(x, train, true)
+    }
+
+    fn forward_act(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let (n, c, d, h, w) = x.dims5()?;
         if c != self.weight.dim(0)? {
             candle_core::bail!(
@@ -214,9 +224,10 @@ impl BatchNorm3d {
             let scale = (&self.weight / (rv + NORM_EPS)?.sqrt()?)?;
             let shift = (&self.bias - (rm * &scale)?)?;
             let shape = (1, c, 1, 1, 1);
-            return x
+            let y = x
                 .broadcast_mul(&scale.reshape(shape)?)?
-                .broadcast_add(&shift.reshape(shape)?);
+                .broadcast_add(&shift.reshape(shape)?)?;
+            return if relu { y.relu() } else { Ok(y) };
         }
         let count = n * d * h * w;
         if count < 2 {
@@ -231,8 +242,12 @@ impl BatchNorm3d {
                 .reshape((1, c, n * d, h, w))?
         };
         self.update_running_stats(&folded.detach().reshape((c, count))?)?;
-        let y =
-            petseg_ops3d::group_norm(&folded, c, Some(&self.weight), Some(&self.bias), NORM_EPS)?;
+        let norm = if relu {
+            petseg_ops3d::group_norm_relu
+        } else {
+            petseg_ops3d::group_norm
+        };
+        let y = norm(&folded, c, Some(&self.weight), Some(&self.bias), NORM_EPS)?;
         if n == 1 {
             Ok(y)
         } else {
@@ -273,10 +288,7 @@ impl PRelu {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // `where(x ≥ 0, x, w·x)`: two full-size temporaries and a byte mask, instead of
-        // the four of `relu(x) + w·min(x, 0)`.
-        let w = self.weight.reshape((1, 1, 1, 1, 1))?;
-        x.ge(0.0)?.where_cond(x, &x.broadcast_mul(&w)?)
+        crate::prelu::prelu(x, &self.weight)
     }
 }
 

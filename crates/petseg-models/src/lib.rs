@@ -76,6 +76,7 @@ mod config;
 mod error;
 mod init;
 mod layers;
+mod prelu;
 mod segmenter;
 mod segresnet;
 pub mod weights;

@@ -50,8 +50,8 @@ impl ResBlock {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(x)?.relu()?)?;
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.relu()?)?;
+        let h = self.conv1.forward(&self.norm1.forward_relu(x)?)?;
+        let h = self.conv2.forward(&self.norm2.forward_relu(&h)?)?;
         h + x
     }
 }
@@ -215,7 +215,7 @@ impl Segmenter for SegResNet {
         if self.cfg.use_conv_final {
             h = self
                 .final_conv
-                .forward(&self.final_norm.forward(&h)?.relu()?)?;
+                .forward(&self.final_norm.forward_relu(&h)?)?;
         }
         Ok(h)
     }
