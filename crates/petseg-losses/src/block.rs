@@ -59,6 +59,25 @@ fn load_partial(src: &[f32]) -> Lanes {
     v
 }
 
+/// Class indices (at most [`LANES`]) as f32 lanes, padded with class 0.
+#[inline(always)]
+fn load_classes(classes: &[u8]) -> Lanes {
+    let mut t = [0.0; LANES];
+    match <&[u8; LANES]>::try_from(classes) {
+        Ok(full) => {
+            for i in 0..LANES {
+                t[i] = f32::from(full[i]);
+            }
+        }
+        Err(_) => {
+            for (ti, &c) in t.iter_mut().zip(classes) {
+                *ti = f32::from(c);
+            }
+        }
+    }
+    t
+}
+
 /// Writes the first `dst.len()` (at most [`LANES`]) lanes of `v` to `dst` (uninitialised
 /// output memory: the gradient is written once, without zeroing it first).
 #[inline(always)]
@@ -191,10 +210,7 @@ impl Block {
         needs: Needs,
     ) {
         let n = classes.len();
-        let mut t = [0.0f32; LANES];
-        for (ti, &c) in t.iter_mut().zip(classes) {
-            *ti = f32::from(c);
-        }
+        let t = load_classes(classes);
         for c in 0..nc {
             self.x[c] = load(&image[c * stride + at..][..n]);
             let cf = c as f32;

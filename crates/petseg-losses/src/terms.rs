@@ -92,9 +92,7 @@ impl LaneSums {
             ce: [0.0; LANES],
         }
     }
-}
 
-impl LaneSums {
     /// Adds the first `n` lanes of `o` (the real voxels of a block at the end of a chunk).
     pub(crate) fn add_first(&mut self, o: &LaneSums, n: usize) {
         let rows = self
