@@ -272,7 +272,7 @@ pub(super) struct Scratch {
 /// Input blocks `(ci, kz, ky)` per pass of the forward micro-kernel over a
 /// column block: the accumulators go back to the output tile between passes
 /// so that the input window read by one pass stays in L1.
-const FWD_KK_CHUNK: usize = 32;
+const FWD_KK_CHUNK: usize = 64;
 
 /// Forward of output rows `[r0, r1)` of one sample and group.
 ///
