@@ -1,10 +1,13 @@
-//! CPU kernels of the convolution family: forward, input gradient (col2im) and
-//! weight gradient, written as im2col over small tiles of output rows plus the
-//! `gemm` crate (single-threaded inside each tile; rayon across tiles).
+//! CPU kernels of the convolution family (forward, input gradient, weight
+//! gradient): the dispatch between the direct SIMD kernels ([`direct`],
+//! [`subpixel`]) and the im2col/shifted-row + `gemm` kernels written here
+//! (single-threaded `gemm` inside each tile; rayon across tiles), plus the
+//! tiling and the ordered weight-gradient reduction both share.
 //!
-//! Memory: each rayon task owns one column buffer of at most
-//! [`COL_BUDGET_BYTES`]; nothing proportional to the volume is allocated apart
-//! from the result itself.
+//! Memory: each rayon task owns one buffer of at most [`COL_BUDGET_BYTES`]
+//! (gemm) or [`direct::BUF_BUDGET_BYTES`] (direct); nothing proportional to
+//! the volume is allocated apart from the result itself (and, for the
+//! sub-pixel input gradient, one phase result of 1/s³ of it).
 
 use super::direct;
 use super::geom::ConvGeom;

@@ -5,6 +5,24 @@
 //! gradient of a convolution, so its forward uses the input-gradient kernel,
 //! its input gradient the forward kernel, and its weight gradient the
 //! weight-gradient kernel with the roles of input and output swapped.
+//!
+//! CPU routes (`cpu.rs` dispatches):
+//! * f32 on x86-64 with AVX-512F/VL or AVX2 + FMA (detected at run time):
+//!   direct convolution with register-blocked SIMD micro-kernels (`direct`)
+//!   for the forward and the weight gradient of every convolution that is not
+//!   1×1×1 without stride/padding; the input gradient is a forward of the
+//!   flipped kernel for stride 1 and `s³` sub-pixel stride-1 phases
+//!   (`subpixel`) for strided convolutions.
+//! * f64, other CPUs, 1×1×1 convolutions and geometries the above cannot
+//!   express (padding beyond the dilated kernel): im2col/shifted-row tiles +
+//!   the `gemm` crate, and col2im for the strided input gradient. These are
+//!   also the reference the direct kernels are tested against.
+//!   `PETSEG_OPS3D_CONV=gemm` forces them for benchmarks.
+//!
+//! All routes tile the output rows (rayon over sample × tile, a buffer of at
+//! most ~1 MiB per task, nothing volume-sized but the result) and sum the
+//! weight gradient in a fixed number of ordered partial sums that depends
+//! only on the geometry, so results do not depend on the thread count.
 
 pub(crate) mod cpu;
 mod direct;
