@@ -51,13 +51,43 @@ impl Isa {
     fn col_block(self) -> usize {
         self.lanes() * FWD_NV
     }
-    /// Output channels per micro-kernel call (forward and weight gradient):
-    /// as many as the vector registers allow (`OB·3` accumulators).
-    pub(super) fn ob(self) -> usize {
+    /// Output channels per forward micro-kernel call of the column-vector
+    /// kernel: as many as the vector registers allow (`ob·3` accumulators).
+    fn ob(self) -> usize {
         match self {
             Isa::Avx512 => 8,
             Isa::Avx2 => 4,
         }
+    }
+    /// Columns per call of the channel-vector forward kernel (`OC_V` vectors
+    /// of channels × this many columns of accumulators).
+    fn oc_cols(self) -> usize {
+        match self {
+            Isa::Avx512 => 12,
+            Isa::Avx2 => 6,
+        }
+    }
+}
+
+/// Channel vectors per call of the channel-vector forward kernel.
+const OC_V: usize = 2;
+
+/// Taps per pass of the channel-vector forward kernel.
+const OC_CHUNK: usize = 96;
+
+/// True when the forward of `g` runs the channel-vector kernel: at least
+/// [`OC_V`] vectors of output channels per group (the column-vector kernel
+/// then needs more broadcasts per FMA than this one needs loads).
+fn channel_vectors(isa: Isa, g: &ConvGeom) -> bool {
+    g.og() >= OC_V * isa.lanes()
+}
+
+/// Output channels per block of packed forward weights.
+fn fwd_block(isa: Isa, g: &ConvGeom) -> usize {
+    if channel_vectors(isa, g) {
+        OC_V * isa.lanes()
+    } else {
+        isa.ob()
     }
 }
 
@@ -245,9 +275,10 @@ fn fill(g: &ConvGeom, xg: &[f32], r0: usize, r1: usize, lay: &TileLayout, buf: &
 }
 
 /// Weights of one group packed for the forward micro-kernel:
-/// `[o-block][tap][ob]`, zero for the channels past `og`.
+/// `[o-block][tap][ob]` (`ob` from [`fwd_block`]), zero for the channels
+/// past `og`.
 pub(super) fn pack_weights(isa: Isa, g: &ConvGeom, wg: &[f32]) -> Vec<f32> {
-    let (og, taps, ob) = (g.og(), g.krows(), isa.ob());
+    let (og, taps, ob) = (g.og(), g.krows(), fwd_block(isa, g));
     let nb = og.div_ceil(ob);
     let mut p = vec![0.0; nb * taps * ob];
     for o in 0..og {
@@ -293,9 +324,56 @@ pub(super) unsafe fn fwd_tile(
     let lay = TileLayout::new(g, isa, r0, r1);
     fill(g, xg, r0, r1, &lay, &mut s.buf);
     lay.offsets(g, &mut s.offs);
-    let (og, taps, wo, out_vol, ob) = (g.og(), g.krows(), g.output[2], g.out_vol(), isa.ob());
+    let (og, taps, wo, out_vol, ob) = (
+        g.og(),
+        g.krows(),
+        g.output[2],
+        g.out_vol(),
+        fwd_block(isa, g),
+    );
     let nb = og.div_ceil(ob);
     assert!(wpk.len() >= nb * taps * ob && s.buf.len() >= lay.blocks * lay.sh * lay.sw * lay.blk);
+    if channel_vectors(isa, g) {
+        // tile [column][channel]: each call computes oc_cols columns × ob channels
+        let og_pad = nb * ob;
+        s.tile.resize(lay.cols_pad * og_pad, 0.0);
+        // passes over OC_CHUNK taps keep their weights and input lines in L1
+        for b in 0..nb {
+            for t0 in (0..taps).step_by(OC_CHUNK) {
+                let offs = &s.offs.1[t0..(t0 + OC_CHUNK).min(taps)];
+                for c0 in (0..lay.cols_pad).step_by(isa.oc_cols()) {
+                    // SAFETY: reads buf[off + c0 + q] for q < oc_cols, with
+                    // c0 + oc_cols ≤ cols_pad (a multiple of it) so the reads
+                    // stay below buf.len() as in the column-vector branch;
+                    // reads the packed weights of block b from tap t0 (checked
+                    // length); reads/writes oc_cols rows of ob channels of the
+                    // tile (cols_pad × og_pad).
+                    unsafe {
+                        let x = s.buf.as_ptr().add(c0);
+                        let w = wpk.as_ptr().add((b * taps + t0) * ob);
+                        let y = s.tile.as_mut_ptr().add(c0 * og_pad + b * ob);
+                        kernels::fwd_oc(isa, x, offs, w, y, og_pad, t0 > 0);
+                    }
+                }
+            }
+        }
+        for r in r0..r1 {
+            let row = &s.tile[(r - r0) * lay.op * og_pad..][..wo * og_pad];
+            for o0 in (0..og).step_by(16) {
+                for o in o0..(o0 + 16).min(og) {
+                    // SAFETY: row r of channel o lies in this group's output,
+                    // exclusive per contract; wo elements.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(y_g.add(o * out_vol + r * wo), wo)
+                    };
+                    for (d, src) in dst.iter_mut().zip(row.chunks_exact(og_pad)) {
+                        *d = src[o];
+                    }
+                }
+            }
+        }
+        return;
+    }
     let cb = isa.col_block();
     let chunk = FWD_KK_CHUNK * g.kernel[2];
     s.tile.resize(nb * ob * lay.cols_pad, 0.0);
@@ -420,7 +498,7 @@ pub(super) fn wgrad_tile(
 
 /// The micro-kernels, one instance per instruction set.
 mod kernels {
-    use super::{Isa, FWD_NV, WG_NR, WG_OUT};
+    use super::{Isa, FWD_NV, OC_V, WG_NR, WG_OUT};
 
     /// `y[o·ystride + j] (+)= Σ_t w[t·ob + o] · x[offs[t] + j]` for
     /// `o < isa.ob()`, `j < NV·lanes`; `+=` when `accumulate`.
@@ -444,6 +522,33 @@ mod kernels {
                 Isa::Avx512 => avx512::fwd::<8, FWD_NV>(x, offs, w, y, ystride, accumulate),
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx2 => avx2::fwd::<4, FWD_NV>(x, offs, w, y, ystride, accumulate),
+                #[cfg(not(target_arch = "x86_64"))]
+                _ => unreachable!("no SIMD kernels off x86-64"),
+            }
+        }
+    }
+
+    /// `y[q·ystride + o] (+)= Σ_t w[t·OC_V·lanes + o] · x[offs[t] + q]` for
+    /// `q < isa.oc_cols()`, `o < OC_V·lanes`; `+=` when `accumulate`.
+    ///
+    /// # Safety
+    /// As for [`fwd`].
+    pub(super) unsafe fn fwd_oc(
+        isa: Isa,
+        x: *const f32,
+        offs: &[usize],
+        w: *const f32,
+        y: *mut f32,
+        ystride: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded from the caller; `isa` was detected on this CPU.
+        unsafe {
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => avx512::fwd_oc::<OC_V, 12>(x, offs, w, y, ystride, accumulate),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => avx2::fwd_oc::<OC_V, 6>(x, offs, w, y, ystride, accumulate),
                 #[cfg(not(target_arch = "x86_64"))]
                 _ => unreachable!("no SIMD kernels off x86-64"),
             }
@@ -548,6 +653,49 @@ mod kernels {
                         for (o, row) in acc.iter().enumerate() {
                             for (j, &a) in row.iter().enumerate() {
                                 $store(y.add(o * ystride + j * L), a);
+                            }
+                        }
+                    }
+                }
+
+                /// See `kernels::fwd_oc`.
+                #[target_feature(enable = $feat)]
+                pub(in super::super) unsafe fn fwd_oc<const V: usize, const P: usize>(
+                    x: *const f32,
+                    offs: &[usize],
+                    w: *const f32,
+                    y: *mut f32,
+                    ystride: usize,
+                    accumulate: bool,
+                ) {
+                    // SAFETY: see the caller.
+                    unsafe {
+                        let mut acc = [[$zero(); V]; P];
+                        if accumulate {
+                            for q in 0..P {
+                                for v in 0..V {
+                                    acc[q][v] = $load(y.add(q * ystride + v * L));
+                                }
+                            }
+                        }
+                        let mut wp = w;
+                        for &off in offs {
+                            let p = x.add(off);
+                            let mut wv = [$zero(); V];
+                            for v in 0..V {
+                                wv[v] = $load(wp.add(v * L));
+                            }
+                            for q in 0..P {
+                                let xb = $set1(*p.add(q));
+                                for v in 0..V {
+                                    acc[q][v] = $fma(wv[v], xb, acc[q][v]);
+                                }
+                            }
+                            wp = wp.add(V * L);
+                        }
+                        for q in 0..P {
+                            for v in 0..V {
+                                $store(y.add(q * ystride + v * L), acc[q][v]);
                             }
                         }
                     }
