@@ -15,6 +15,7 @@
 //! | [`upsample_nearest3d`] | `F.interpolate(mode="nearest")` | x |
 //! | [`group_norm`], [`instance_norm`] | `F.group_norm`, `F.instance_norm` (fused) | x, gamma, beta |
 //! | [`group_norm_relu`] | `F.relu(F.group_norm(…))` in one op (CPU; composed elsewhere) | x, gamma, beta |
+//! | [`instance_norm_prelu`] | `F.prelu(F.instance_norm(x), w)` in one op (CPU; composed elsewhere) | x, slope |
 //! | [`init`] | PyTorch's default Conv3d/ConvTranspose3d init, seeded | — |
 //!
 //! **Owns:** the kernels (CPU; CUDA behind the `cuda` feature), their autograd
@@ -110,6 +111,6 @@ mod cuda;
 
 pub use conv::{conv3d, conv_transpose3d, Conv3dConfig, ConvTranspose3dConfig};
 pub use error::Ops3dError;
-pub use norm::{group_norm, group_norm_relu, instance_norm};
+pub use norm::{group_norm, group_norm_relu, instance_norm, instance_norm_prelu};
 pub use pool::{avg_pool3d, max_pool3d};
 pub use upsample::{upsample_nearest3d, upsample_trilinear3d, UpsampleTarget};

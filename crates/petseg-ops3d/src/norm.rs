@@ -10,7 +10,7 @@ use crate::elem::{
     compute_dtype, contiguous, dims5, dispatch_float, dtype_of, prepare, storage, Elem,
 };
 use crate::error::{config_err, shape_err, unsupported};
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -90,14 +90,15 @@ fn channel_affine<T: Elem>((mean, rstd): (f64, f64), gamma: T, beta: T) -> (T, T
     (T::from_f64(a), T::from_f64(beta.to_f64() - mean * a))
 }
 
-/// `max(v, 0)`, keeping NaN (as `torch.relu`).
-#[inline]
-fn relu<T: Elem>(v: T) -> T {
-    if v < T::ZERO {
-        T::ZERO
-    } else {
-        v
-    }
+/// The activation fused after the normalisation's affine map `z = a·x + b`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Act<T> {
+    Identity,
+    /// `max(z, 0)`, keeping NaN (as `torch.relu`); zero gradient where
+    /// `z ≤ 0` (PyTorch's `threshold_backward` on the output).
+    Relu,
+    /// `z` where `z > 0`, else `w·z` (`torch.nn.PReLU` with one slope `w`).
+    PRelu(T),
 }
 
 fn forward<T: Elem>(
@@ -106,7 +107,7 @@ fn forward<T: Elem>(
     x: &[T],
     gamma: &[T],
     beta: &[T],
-    act_relu: bool,
+    act: Act<T>,
 ) -> Vec<T> {
     let mut y = vec![T::ZERO; x.len()];
     let sp = g.spatial.max(1);
@@ -116,78 +117,118 @@ fn forward<T: Elem>(
         .for_each(|(nc, (yc, xc))| {
             let ch = nc % g.c;
             let (a, b) = channel_affine(st[nc / g.cg()], gamma[ch], beta[ch]);
-            if act_relu {
-                yc.iter_mut()
-                    .zip(xc)
-                    .for_each(|(y, &x)| *y = relu(x * a + b));
-            } else {
-                yc.iter_mut().zip(xc).for_each(|(y, &x)| *y = x * a + b);
+            let it = yc.iter_mut().zip(xc);
+            match act {
+                Act::Identity => it.for_each(|(y, &x)| *y = x * a + b),
+                Act::Relu => it.for_each(|(y, &x)| {
+                    let z = x * a + b;
+                    *y = if z < T::ZERO { T::ZERO } else { z };
+                }),
+                Act::PRelu(w) => it.for_each(|(y, &x)| {
+                    let z = x * a + b;
+                    *y = if z > T::ZERO { z } else { w * z };
+                }),
             }
         });
     y
 }
 
-/// The gradient reaching the normalisation output: `gy`, or with a fused ReLU
-/// 0 where the pre-activation `a·x + b` is ≤ 0 and `gy` elsewhere (PyTorch's
-/// `threshold_backward` on the output).
-#[inline]
-fn masked<T: Elem>(relu_ab: Option<(T, T)>, xv: T, gv: T) -> T {
-    match relu_ab {
-        Some((a, b)) if xv * a + b <= T::ZERO => T::ZERO,
-        _ => gv,
-    }
+/// Runs `$body` with `$grad` bound to a closure `(x, gy) → (gz, s)`: `gz` the
+/// gradient reaching the pre-activation `z = a·x + b` through `act`, `s` the
+/// term of the PReLU slope gradient `Σ_{z ≤ 0} gy·z` (0 for other
+/// activations). One closure type per activation, so each loop is
+/// specialised.
+macro_rules! with_act_grad {
+    ($act:expr, $a:expr, $b:expr, $grad:ident => $body:expr) => {{
+        let (a, b) = ($a, $b);
+        match $act {
+            Act::Identity => {
+                let $grad = |_x: T, gy: T| (gy, T::ZERO);
+                $body
+            }
+            Act::Relu => {
+                let $grad = |x: T, gy: T| {
+                    if x * a + b <= T::ZERO {
+                        (T::ZERO, T::ZERO)
+                    } else {
+                        (gy, T::ZERO)
+                    }
+                };
+                $body
+            }
+            Act::PRelu(w) => {
+                let $grad = |x: T, gy: T| {
+                    let z = x * a + b;
+                    if z > T::ZERO {
+                        (gy, T::ZERO)
+                    } else {
+                        (w * gy, gy * z)
+                    }
+                };
+                $body
+            }
+        }
+    }};
 }
 
-/// Σ g·x and Σ g of one channel, 8 independent f64 lanes in a fixed order,
-/// with `g` the (masked) output gradient.
-fn channel_sums<T: Elem>(relu_ab: Option<(T, T)>, xc: &[T], gc: &[T]) -> (f64, f64) {
-    let (mut sa, mut sb) = ([0.0f64; 8], [0.0f64; 8]);
+/// `(Σ gz·x, Σ gz, Σ s)` of one channel (see [`with_act_grad`]), 8 independent
+/// f64 lanes in a fixed order.
+fn channel_sums<T: Elem>(grad: impl Fn(T, T) -> (T, T), xc: &[T], gc: &[T]) -> [f64; 3] {
+    let mut acc = [[0.0f64; 8]; 3];
     let (mut xs, mut gs) = (xc.chunks_exact(8), gc.chunks_exact(8));
     for (xb, gb) in (&mut xs).zip(&mut gs) {
         for j in 0..8 {
-            let gv = masked(relu_ab, xb[j], gb[j]).to_f64();
-            sa[j] += gv * xb[j].to_f64();
-            sb[j] += gv;
+            let (gz, sl) = grad(xb[j], gb[j]);
+            let gz = gz.to_f64();
+            acc[0][j] += gz * xb[j].to_f64();
+            acc[1][j] += gz;
+            acc[2][j] += sl.to_f64();
         }
     }
-    let (mut a, mut b) = (sa.iter().sum::<f64>(), sb.iter().sum::<f64>());
+    let mut out = acc.map(|l| l.iter().sum::<f64>());
     for (&xv, &gv) in xs.remainder().iter().zip(gs.remainder()) {
-        let gv = masked(relu_ab, xv, gv).to_f64();
-        a += gv * xv.to_f64();
-        b += gv;
+        let (gz, sl) = grad(xv, gv);
+        let gz = gz.to_f64();
+        out[0] += gz * xv.to_f64();
+        out[1] += gz;
+        out[2] += sl.to_f64();
     }
-    (a, b)
+    out
 }
 
-/// Fused backward, packed as `[dx (N·C·D·H·W), dγ (C), dβ (C)]`:
-/// `dx = rstd·(gz·γ − mean(gz·γ) − x̂·mean(gz·γ·x̂))` over each block,
-/// `dγ_c = Σ gz·x̂`, `dβ_c = Σ gz`, where `gz` is `gy` (masked by the ReLU when
-/// `beta` is given, see [`masked`]). One pass per channel accumulates `Σ gz·x`
-/// and `Σ gz`, from which every block and parameter sum follows; a second
-/// pass writes dx. The statistics come from the forward.
+/// Fused backward, packed as `[dx (N·C·D·H·W), dγ (C), dβ (C)]`, plus `[dw]`
+/// for a PReLU: `dx = rstd·(gz·γ − mean(gz·γ) − x̂·mean(gz·γ·x̂))` over each
+/// block, `dγ_c = Σ gz·x̂`, `dβ_c = Σ gz`, where `gz` is `gy` taken back
+/// through the activation (see [`with_act_grad`]). One pass per channel
+/// accumulates `Σ gz·x`, `Σ gz` (and the slope terms), from which every block
+/// and parameter sum follows; a second pass writes dx. The statistics come
+/// from the forward.
 fn backward<T: Elem>(
     g: &NormGeom,
     st: &[(f64, f64)],
     x: &[T],
     gamma: &[T],
-    relu_beta: Option<&[T]>,
+    beta: &[T],
+    act: Act<T>,
     gy: &[T],
 ) -> Vec<T> {
     let (blk, sp, cg, len) = (g.block().max(1), g.spatial.max(1), g.cg(), x.len());
-    let relu_ab = |nc: usize| {
-        relu_beta.map(|beta| {
-            let ch = nc % g.c;
-            channel_affine(st[nc / cg], gamma[ch], beta[ch])
-        })
+    let ab = |nc: usize| {
+        let ch = nc % g.c;
+        channel_affine(st[nc / cg], gamma[ch], beta[ch])
     };
-    // per (sample, channel): (Σ gz·x, Σ gz)
-    let sums: Vec<(f64, f64)> = x
+    // per (sample, channel): [Σ gz·x, Σ gz, Σ slope terms]
+    let sums: Vec<[f64; 3]> = x
         .par_chunks(sp)
         .zip(gy.par_chunks(sp))
         .enumerate()
-        .map(|(nc, (xc, gc))| channel_sums(relu_ab(nc), xc, gc))
+        .map(|(nc, (xc, gc))| {
+            let (a, b) = ab(nc);
+            with_act_grad!(act, a, b, grad => channel_sums(grad, xc, gc))
+        })
         .collect();
-    let mut out = vec![T::ZERO; len + 2 * g.c];
+    let slope = matches!(act, Act::PRelu(_));
+    let mut out = vec![T::ZERO; len + 2 * g.c + usize::from(slope)];
     let (dx, params) = out.split_at_mut(len);
     dx.par_chunks_mut(sp)
         .zip(x.par_chunks(sp))
@@ -200,7 +241,7 @@ fn backward<T: Elem>(
             let first = (ng / g.groups) * g.c + c0;
             let (mut s1, mut s2) = (0.0f64, 0.0f64);
             for ci in 0..cg {
-                let (a, b) = sums[first + ci];
+                let [a, b, _] = sums[first + ci];
                 let gm = gamma[c0 + ci].to_f64();
                 s1 += gm * b;
                 s2 += gm * rstd * (a - mean * b);
@@ -211,21 +252,26 @@ fn backward<T: Elem>(
             let a = T::from_f64(rstd * gamma[nc % g.c].to_f64());
             let b = T::from_f64(-rstd * rstd * m2);
             let c = T::from_f64(-rstd * m1 + mean * rstd * rstd * m2);
-            let mask = relu_ab(nc);
-            for ((o, &xv), &gv) in gxc.iter_mut().zip(xc).zip(gyc) {
-                *o = a * masked(mask, xv, gv) + b * xv + c;
-            }
+            let (za, zb) = ab(nc);
+            with_act_grad!(act, za, zb, grad => {
+                for ((o, &xv), &gv) in gxc.iter_mut().zip(xc).zip(gyc) {
+                    *o = a * grad(xv, gv).0 + b * xv + c;
+                }
+            })
         });
     for ch in 0..g.c {
         let (mut dg, mut db) = (0.0, 0.0);
         for s in 0..g.n {
-            let (a, b) = sums[s * g.c + ch];
+            let [a, b, _] = sums[s * g.c + ch];
             let (mean, rstd) = st[(s * g.c + ch) / cg];
             dg += rstd * (a - mean * b);
             db += b;
         }
         params[ch] = T::from_f64(dg);
         params[g.c + ch] = T::from_f64(db);
+    }
+    if slope {
+        params[2 * g.c] = T::from_f64(sums.iter().map(|s| s[2]).sum());
     }
     out
 }
@@ -270,7 +316,8 @@ impl CustomOp3 for GroupNormOp {
             let n = self.name();
             let (x, gamma, beta) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?);
             let st = self.stats.get_or_init(|| stats(&self.geom, x));
-            Ok(storage(forward(&self.geom, st, x, gamma, beta, self.relu)))
+            let act = if self.relu { Act::Relu } else { Act::Identity };
+            Ok(storage(forward(&self.geom, st, x, gamma, beta, act)))
         })?;
         Ok((st, self.geom.shape()))
     }
@@ -352,7 +399,7 @@ impl CustomOp3 for NormBwdOp {
             let n = self.name();
             let (x, params, gy) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?);
             let c = self.geom.c;
-            let (gamma, beta) = if self.relu { (&params[..c], Some(&params[c..2 * c])) } else { (params, None) };
+            let (gamma, beta, act) = if self.relu { (&params[..c], &params[c..2 * c], Act::Relu) } else { (params, params, Act::Identity) };
             let computed;
             let st = match &self.stats {
                 Some(st) => st,
@@ -361,7 +408,7 @@ impl CustomOp3 for NormBwdOp {
                     &computed
                 }
             };
-            Ok(storage(backward(&self.geom, st, x, gamma, beta, gy)))
+            Ok(storage(backward(&self.geom, st, x, gamma, beta, act, gy)))
         })?;
         Ok((st, self.geom.packed_shape()))
     }
@@ -386,16 +433,8 @@ impl CustomOp3 for NormBwdOp {
     }
 }
 
-/// The shared body of the public norms: checks, parameter defaults, the op.
-fn norm(
-    op: &'static str,
-    x: &Tensor,
-    num_groups: usize,
-    gamma: Option<&Tensor>,
-    beta: Option<&Tensor>,
-    eps: f64,
-    relu: bool,
-) -> Result<Tensor> {
+/// Checks the input and `eps` of a norm and returns its geometry.
+fn geometry(op: &'static str, x: &Tensor, num_groups: usize, eps: f64) -> Result<NormGeom> {
     let dims = dims5(op, "input x", x)?;
     let [n, c, d, h, w] = dims;
     if num_groups == 0 || c % num_groups != 0 {
@@ -410,6 +449,28 @@ fn norm(
             format!("eps = {eps} must be finite and ≥ 0"),
         ));
     }
+    Ok(NormGeom {
+        n,
+        c,
+        groups: num_groups,
+        spatial: d * h * w,
+        eps,
+        dims,
+    })
+}
+
+/// The shared body of the public norms: checks, parameter defaults, the op.
+fn norm(
+    op: &'static str,
+    x: &Tensor,
+    num_groups: usize,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    eps: f64,
+    relu: bool,
+) -> Result<Tensor> {
+    let geom = geometry(op, x, num_groups, eps)?;
+    let c = geom.c;
     let dt = compute_dtype(x);
     let param = |p: Option<&Tensor>, name: &str, fill: f64| -> Result<Tensor> {
         match p {
@@ -425,14 +486,6 @@ fn norm(
         }
     };
     let (gamma, beta) = (param(gamma, "gamma", 1.0)?, param(beta, "beta", 0.0)?);
-    let geom = NormGeom {
-        n,
-        c,
-        groups: num_groups,
-        spatial: d * h * w,
-        eps,
-        dims,
-    };
     // The fused ReLU has a CPU kernel only; elsewhere it is composed.
     let fused = relu && x.device().is_cpu();
     let y = prepare(x, dt)?.apply_op3(
@@ -488,4 +541,139 @@ pub fn instance_norm(
 ) -> Result<Tensor> {
     let c = dims5("instance_norm", "input x", x)?[1];
     group_norm(x, c.max(1), gamma, beta, eps)
+}
+
+/// `(x, w) → prelu(instance_norm(x), w)` without affine parameters, with
+/// backward through [`InstanceNormPReluBwdOp`] (CPU only).
+#[derive(Debug)]
+pub(crate) struct InstanceNormPReluOp {
+    geom: NormGeom,
+    /// The forward's statistics, reused by the backward.
+    stats: OnceLock<Vec<(f64, f64)>>,
+}
+
+/// The first element of a CPU storage as `T` (the PReLU slope).
+fn first<T: Elem>(op: &'static str, s: &CpuStorage, l: &Layout) -> Result<T> {
+    contiguous::<T>(op, s, l)?
+        .first()
+        .copied()
+        .ok_or_else(|| unsupported(op, "empty PReLU slope"))
+}
+
+impl CustomOp2 for InstanceNormPReluOp {
+    fn name(&self) -> &'static str {
+        "instance_norm_prelu"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if dtype_of(s1) != dtype_of(s2) {
+            return Err(unsupported(self.name(), "mixed dtypes"));
+        }
+        let st = dispatch_float!(self.name(), s1, T => {
+            let x = contiguous::<T>(self.name(), s1, l1)?;
+            let w = first::<T>(self.name(), s2, l2)?;
+            let st = self.stats.get_or_init(|| stats(&self.geom, x));
+            let (ones, zeros) = (vec![<T as candle_core::WithDType>::from_f64(1.0); self.geom.c], vec![<T as Elem>::ZERO; self.geom.c]);
+            Ok(storage(forward(&self.geom, st, x, &ones, &zeros, Act::PRelu(w))))
+        })?;
+        Ok((st, self.geom.shape()))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let op = InstanceNormPReluBwdOp {
+            geom: self.geom,
+            stats: self.stats.get().cloned(),
+        };
+        let packed = x.apply_op3_no_bwd(w, &grad.contiguous()?, &op)?;
+        let (len, c) = (x.elem_count(), self.geom.c);
+        Ok((
+            Some(packed.narrow(0, 0, len)?.reshape(self.geom.shape())?),
+            Some(packed.narrow(0, len + 2 * c, 1)?),
+        ))
+    }
+}
+
+/// `(x, w, gy) → [dx, (dγ, dβ: unused), dw]` packed (see [`backward`]).
+#[derive(Clone, Debug)]
+pub(crate) struct InstanceNormPReluBwdOp {
+    geom: NormGeom,
+    stats: Option<Vec<(f64, f64)>>,
+}
+
+impl CustomOp3 for InstanceNormPReluBwdOp {
+    fn name(&self) -> &'static str {
+        "instance_norm_prelu-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        same_dtype(self.name(), s1, s2, s3)?;
+        let st = dispatch_float!(self.name(), s1, T => {
+            let n = self.name();
+            let (x, gy) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s3, l3)?);
+            let w = first::<T>(n, s2, l2)?;
+            let computed;
+            let st = match &self.stats {
+                Some(st) => st,
+                None => {
+                    computed = stats(&self.geom, x);
+                    &computed
+                }
+            };
+            let (ones, zeros) = (vec![<T as candle_core::WithDType>::from_f64(1.0); self.geom.c], vec![<T as Elem>::ZERO; self.geom.c]);
+            Ok(storage(backward(&self.geom, st, x, &ones, &zeros, Act::PRelu(w), gy)))
+        })?;
+        Ok((st, Shape::from(self.geom.packed_shape().elem_count() + 1)))
+    }
+}
+
+/// `prelu(instance_norm(x), slope)` as one op: MONAI's default
+/// `InstanceNorm3d` (no affine parameters, no running statistics) followed by
+/// `torch.nn.PReLU()` with one shared slope `slope [1]`. On the CPU the graph
+/// keeps only `x` and the output (the composition also keeps the normalised
+/// tensor, a mask and `slope·z`), and the backward is one fused pass that
+/// also gives the slope gradient; on other devices it is composed from
+/// [`instance_norm`] and candle ops. Gradients for x and slope.
+pub fn instance_norm_prelu(x: &Tensor, slope: &Tensor, eps: f64) -> Result<Tensor> {
+    const OP: &str = "instance_norm_prelu";
+    let c = dims5(OP, "input x", x)?[1];
+    let geom = geometry(OP, x, c.max(1), eps)?;
+    if slope.elem_count() != 1 {
+        return Err(shape_err(
+            OP,
+            format!(
+                "slope must hold one value (PReLU with one shared parameter), got shape {:?}",
+                slope.dims()
+            ),
+        ));
+    }
+    let dt = compute_dtype(x);
+    if !x.device().is_cpu() {
+        let z = instance_norm(x, None, None, eps)?;
+        let w = slope.to_dtype(z.dtype())?.reshape((1, 1, 1, 1, 1))?;
+        return z.gt(0.0)?.where_cond(&z, &z.broadcast_mul(&w)?);
+    }
+    let op = InstanceNormPReluOp {
+        geom,
+        stats: OnceLock::new(),
+    };
+    prepare(x, dt)?
+        .apply_op2(&prepare(&slope.flatten_all()?, dt)?, op)?
+        .to_dtype(x.dtype())
 }

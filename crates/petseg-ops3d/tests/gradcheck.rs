@@ -190,3 +190,11 @@ fn group_norm_relu_affine_and_plain() {
         group_norm_relu(&t[0], 2, None, None, 1e-5)
     });
 }
+
+#[test]
+fn instance_norm_prelu_input_and_slope() {
+    let ins = [rand_t(116, &[2, 3, 4, 5, 3]), rand_t(117, &[1])];
+    grad_check("instance_norm_prelu", &ins, |t| {
+        instance_norm_prelu(&t[0], &t[1], 1e-5)
+    });
+}

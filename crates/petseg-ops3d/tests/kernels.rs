@@ -399,6 +399,7 @@ fn weight_gradient_is_deterministic() {
 }
 
 /// Output and gradients (x, γ, β) of a norm for the loss `Σ y²·r`, in f32.
+/// `f` takes x, γ and β as variables (it may use them as it likes).
 fn norm_grads(
     f: impl Fn(&Tensor, &Tensor, &Tensor) -> candle_core::Result<Tensor>,
 ) -> Vec<Vec<f32>> {
@@ -416,12 +417,9 @@ fn norm_grads(
         .backward()
         .unwrap();
     let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    vec![
-        flat(&y),
-        flat(g.get(&x).unwrap()),
-        flat(g.get(&gamma).unwrap()),
-        flat(g.get(&beta).unwrap()),
-    ]
+    // An argument `f` does not use has no gradient (empty here).
+    let grad = |v: &Var| g.get(v).map(flat).unwrap_or_default();
+    vec![flat(&y), grad(&x), grad(&gamma), grad(&beta)]
 }
 
 /// The fused `group_norm_relu` equals `group_norm` followed by candle's ReLU:
@@ -434,6 +432,36 @@ fn group_norm_relu_matches_composed() {
         let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
         let err = a.iter().zip(b).fold(0f32, |m, (u, v)| m.max((u - v).abs()));
         assert!(err <= 1e-6 * scale, "tensor {k}: max abs diff {err}");
+    }
+}
+
+/// `instance_norm_prelu` against `instance_norm` followed by a composed PReLU
+/// (`where(z > 0, z, w·z)`): output, input and slope gradients, f32, with a
+/// negative and a positive slope.
+#[test]
+fn instance_norm_prelu_matches_composed() {
+    for w0 in [0.25f32, -0.6] {
+        let slope = Tensor::new(&[w0], &Device::Cpu).unwrap();
+        // The slope enters as `0·β₀ + w0`, so the β slot of `norm_grads`
+        // carries its gradient.
+        let fused = norm_grads(|x, _, b| {
+            let w = (b.narrow(0, 0, 1)? * 0.0)?.broadcast_add(&slope)?;
+            instance_norm_prelu(x, &w, 1e-5)
+        });
+        let composed = norm_grads(|x, _, b| {
+            let w = (b.narrow(0, 0, 1)? * 0.0)?.broadcast_add(&slope)?;
+            let z = instance_norm(x, None, None, 1e-5)?;
+            z.gt(0.0)?
+                .where_cond(&z, &z.broadcast_mul(&w.reshape((1, 1, 1, 1, 1))?)?)
+        });
+        for (k, (a, b)) in fused.iter().zip(&composed).enumerate() {
+            let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let err = a.iter().zip(b).fold(0f32, |m, (u, v)| m.max((u - v).abs()));
+            assert!(
+                err <= 2e-6 * scale,
+                "slope {w0}, tensor {k}: max abs diff {err}"
+            );
+        }
     }
 }
 
@@ -450,6 +478,9 @@ fn norms_do_not_depend_on_thread_count() {
                 let mut v = norm_grads(|x, g, b| group_norm_relu(x, 3, Some(g), Some(b), 1e-5));
                 v.extend(norm_grads(|x, g, b| {
                     group_norm(x, 2, Some(g), Some(b), 1e-5)
+                }));
+                v.extend(norm_grads(|x, g, _| {
+                    instance_norm_prelu(x, &g.narrow(0, 0, 1)?, 1e-5)
                 }));
                 v
             })
