@@ -28,8 +28,8 @@ use candle_nn::VarBuilder;
 
 use crate::config::AttentionUnetConfig;
 use crate::layers::{
-    check_input, instance_norm, BatchNorm3d, Conv3d, ConvSpec, ConvTranspose3d, Dropout,
-    DropoutKind, DropoutRng, PRelu,
+    check_input, BatchNorm3d, Conv3d, ConvSpec, ConvTranspose3d, Dropout, DropoutKind, DropoutRng,
+    InstanceNormPRelu,
 };
 use crate::segmenter::Segmenter;
 use crate::ModelConfig;
@@ -138,10 +138,12 @@ impl AttentionBlock {
         })
     }
 
-    fn forward_t(&self, g: &Tensor, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// The gate's logits `psi(relu(W_g(g) + W_x(x)))`, before the sigmoid: MONAI's
+    /// `x · sigmoid(logits)` is fused with the concatenation that follows it
+    /// ([`crate::gate::gate_cat`]).
+    fn logits(&self, g: &Tensor, x: &Tensor, train: bool) -> Result<Tensor> {
         let a = (self.w_g.forward_t(g, train)? + self.w_x.forward_t(x, train)?)?.relu()?;
-        let psi = candle_nn::ops::sigmoid(&self.psi.forward_t(&a, train)?)?;
-        x.broadcast_mul(&psi)
+        self.psi.forward_t(&a, train)
     }
 }
 
@@ -150,13 +152,15 @@ impl AttentionBlock {
 struct Merge {
     conv: Conv3d,
     dropout: Dropout,
-    act: PRelu,
+    norm_act: InstanceNormPRelu,
 }
 
 impl Merge {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = instance_norm(&self.conv.forward(x)?)?;
-        self.act.forward(&self.dropout.forward_t(&h, train)?)
+        // PReLU is positively homogeneous and the dropout mask is ≥ 0, so
+        // prelu(mask·z) = mask·prelu(z): the PReLU fuses into the norm.
+        let h = self.norm_act.forward(&self.conv.forward(x)?)?;
+        self.dropout.forward_t(&h, train)
     }
 }
 
@@ -215,7 +219,7 @@ impl AttentionLayer {
             // MONAI's merge conv always uses kernel 3, whatever `kernel_size` is.
             conv: Conv3d::new(ConvSpec::new(2 * ci, ci, 3, true), vb_m.pp("conv"))?,
             dropout: dropout.clone(),
-            act: PRelu::new(vb_m.pp("adn").pp("A"))?,
+            norm_act: InstanceNormPRelu::new(vb_m.pp("adn").pp("A"))?,
         };
         Ok(AttentionLayer {
             down,
@@ -232,8 +236,9 @@ impl AttentionLayer {
             low = inner.forward_t(&low, train)?;
         }
         let up = self.upconv.forward_t(&low, train)?;
-        let att = self.attention.forward_t(&up, x, train)?;
-        self.merge.forward_t(&Tensor::cat(&[&att, &up], 1)?, train)
+        let logits = self.attention.logits(&up, x, train)?;
+        self.merge
+            .forward_t(&crate::gate::gate_cat(x, &logits, &up)?, train)
     }
 }
 

@@ -268,27 +268,25 @@ impl BatchNorm3d {
     }
 }
 
-/// `torch.nn.InstanceNorm3d(C)` with MONAI's defaults: no affine parameters, no running
-/// statistics, so it normalises with the instance's own statistics in both modes.
-pub(crate) fn instance_norm(x: &Tensor) -> Result<Tensor> {
-    petseg_ops3d::instance_norm(x, None, None, NORM_EPS)
-}
-
-/// `torch.nn.PReLU()` with one shared slope (`weight [1]`, init 0.25).
+/// `torch.nn.InstanceNorm3d(C)` with MONAI's defaults (no affine parameters, no running
+/// statistics: it normalises with the instance's own statistics in both modes) followed
+/// by `torch.nn.PReLU()` with one shared slope (`weight [1]`, init 0.25), as one fused
+/// op (`petseg_ops3d::instance_norm_prelu`). The slope's parameter path is the PReLU's.
 #[derive(Debug)]
-pub(crate) struct PRelu {
+pub(crate) struct InstanceNormPRelu {
     weight: Tensor,
 }
 
-impl PRelu {
+impl InstanceNormPRelu {
+    /// `vb` is the PReLU's prefix (the instance norm has no parameters).
     pub fn new(vb: VarBuilder) -> Result<Self> {
-        Ok(PRelu {
+        Ok(InstanceNormPRelu {
             weight: vb.get_with_hints(1, "weight", Init::Const(0.25))?,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        crate::prelu::prelu(x, &self.weight)
+        petseg_ops3d::instance_norm_prelu(x, &self.weight, NORM_EPS)
     }
 }
 
@@ -495,22 +493,30 @@ mod tests {
     }
 
     #[test]
-    fn prelu_is_pytorchs() {
+    fn instance_norm_prelu_is_pytorchs() {
         let dev = Device::Cpu;
         let varmap = VarMap::new();
-        let prelu = PRelu::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
-        let x = Tensor::new(&[-2f32, -0.5, 0.0, 3.0], &dev)
+        let layer =
+            InstanceNormPRelu::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
+        let v = [-2f64, -0.5, 0.0, 3.0];
+        let x = Tensor::new(&v.map(|v| v as f32), &dev)
             .unwrap()
             .reshape((1, 1, 1, 2, 2))
             .unwrap();
-        let y = prelu
+        let y = layer
             .forward(&x)
             .unwrap()
             .flatten_all()
             .unwrap()
             .to_vec1::<f32>()
             .unwrap();
-        assert_eq!(y, [-0.5, -0.125, 0.0, 3.0]);
+        let mean = v.iter().sum::<f64>() / 4.0;
+        let var = v.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 4.0;
+        for (&y, &v) in y.iter().zip(&v) {
+            let z = (v - mean) / (var + NORM_EPS).sqrt();
+            let expected = if z > 0.0 { z } else { 0.25 * z };
+            assert!((y as f64 - expected).abs() < 1e-6, "{y} vs {expected}");
+        }
     }
 
     #[test]
