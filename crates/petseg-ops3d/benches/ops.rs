@@ -3,7 +3,8 @@
 //! wall time (best of `REPS` after one warm-up) and GFLOP/s for convolutions.
 //! `scripts/bench_torch.py` measures PyTorch on the same list.
 //!
-//! usage: cargo bench -p petseg-ops3d --bench ops [-- SIZE...]   (default 96 128)
+//! usage: cargo bench -p petseg-ops3d --bench ops [-- SIZE... [WORD...]]   (default 96 128;
+//! a WORD keeps only the cases whose name contains it, e.g. `pool` or `norm`)
 //!
 //! `-- conv SIZE...` instead times every convolution of the two networks
 //! per direction (forward, input gradient, weight gradient), alternating
@@ -78,10 +79,22 @@ fn cases(s: usize) -> Vec<Case> {
             op: Box::new(|t| group_norm(&t[0], 8, Some(&t[1]), Some(&t[2]), 1e-5)),
         },
         Case {
+            name: format!("[1,16,{s}³] group_norm_relu(8)"),
+            shapes: vec![vec![1, 16, s, s, s], vec![16], vec![16]],
+            flops: 0.0,
+            op: Box::new(|t| group_norm_relu(&t[0], 8, Some(&t[1]), Some(&t[2]), 1e-5)),
+        },
+        Case {
             name: format!("[1,16,{s}³] instance_norm"),
             shapes: vec![vec![1, 16, s, s, s]],
             flops: 0.0,
             op: Box::new(|t| instance_norm(&t[0], None, None, 1e-5)),
+        },
+        Case {
+            name: format!("[1,16,{s}³] instance_norm_prelu"),
+            shapes: vec![vec![1, 16, s, s, s], vec![1]],
+            flops: 0.0,
+            op: Box::new(|t| instance_norm_prelu(&t[0], &t[1], 1e-5)),
         },
         Case {
             name: format!("[1,16,{s}³] max_pool3d k2 s2"),
@@ -324,11 +337,19 @@ fn main() -> Result<()> {
     if std::env::args().any(|a| a == "conv") {
         return conv_mode(&sizes);
     }
+    // Any other word keeps only the cases whose name contains it (e.g. `pool`, `norm`).
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-') && a.parse::<usize>().is_err())
+        .collect();
     println!("threads: {}", rayon::current_num_threads());
     println!("| case | fwd s | fwd GFLOP/s | fwd+bwd s | fwd+bwd GFLOP/s |");
     println!("|---|---|---|---|---|");
     for s in sizes {
         for c in cases(s) {
+            if !filters.is_empty() && !filters.iter().any(|f| c.name.contains(f.as_str())) {
+                continue;
+            }
             let (f, b) = bench(&c)?;
             let gf = |flops: f64, t: f64| {
                 if flops > 0.0 {

@@ -2,7 +2,8 @@
 """PyTorch CPU peer of benches/ops.rs: the same cases, forward and forward+backward
 (best of 2 after one warm-up), 2 threads by default.
 
-usage: python3 scripts/bench_torch.py [SIZE...]   (default 96 128; THREADS env, default 2)
+usage: python3 scripts/bench_torch.py [SIZE...] [WORD...]   (default 96 128; THREADS env, default 2;
+a WORD keeps only the cases whose name contains it, e.g. pool or norm)
 """
 import os
 import sys
@@ -37,7 +38,11 @@ def cases(s):
          lambda x: F.interpolate(x, scale_factor=2, mode="trilinear", align_corners=False)),
         (f"[1,16,{s}³] group_norm(8)", [[1, 16, s, s, s], [16], [16]], 0.0,
          lambda x, g, b: F.group_norm(x, 8, g, b, 1e-5)),
+        (f"[1,16,{s}³] group_norm_relu(8)", [[1, 16, s, s, s], [16], [16]], 0.0,
+         lambda x, g, b: F.relu(F.group_norm(x, 8, g, b, 1e-5))),
         (f"[1,16,{s}³] instance_norm", [[1, 16, s, s, s]], 0.0, lambda x: F.instance_norm(x, eps=1e-5)),
+        (f"[1,16,{s}³] instance_norm_prelu", [[1, 16, s, s, s], [1]], 0.0,
+         lambda x, w: F.prelu(F.instance_norm(x, eps=1e-5), w)),
         (f"[1,16,{s}³] max_pool3d k2 s2", [[1, 16, s, s, s]], 0.0, lambda x: F.max_pool3d(x, 2, 2)),
     ]
 
@@ -58,12 +63,16 @@ def bench(shapes, fn):
 
 
 def main():
-    sizes = [int(a) for a in sys.argv[1:]] or [96, 128]
+    sizes = [int(a) for a in sys.argv[1:] if a.isdigit()] or [96, 128]
+    # Any other word keeps only the cases whose name contains it (e.g. "pool", "norm").
+    words = [a for a in sys.argv[1:] if not a.isdigit()]
     print(f"torch {torch.__version__}, threads: {torch.get_num_threads()}")
     print("| case | fwd s | fwd GFLOP/s | fwd+bwd s | fwd+bwd GFLOP/s |")
     print("|---|---|---|---|---|")
     for s in sizes:
         for name, shapes, flops, fn in cases(s):
+            if words and not any(w in name for w in words):
+                continue
             f, b = bench(shapes, fn)
             gf = lambda fl, t: f"{fl / t / 1e9:.1f}" if fl > 0 else "–"
             print(f"| {name} | {f:.3f} | {gf(flops, f)} | {b:.3f} | {gf(3 * flops, b)} |", flush=True)

@@ -46,23 +46,51 @@ impl PoolGeom {
         let [d, h, w] = self.output;
         Shape::from((self.n, self.c, d, h, w))
     }
-    /// Calls `f(output index, input index)` for every input voxel of every
-    /// window of one plane, windows in output order, voxels in D,H,W order.
+    /// Calls `f(output index, window)` for every output voxel of one plane, in
+    /// output order, with the window as input-index ranges `[z0, z1)`,
+    /// `[y0, y1)`, `[x0, x1)` (clipped to the plane). A generic closure, so the
+    /// window loops of each caller compile to plain nested loops.
     #[inline]
-    fn for_each_window(&self, mut f: impl FnMut(usize, &mut dyn Iterator<Item = usize>)) {
-        let [_, ih, iw] = self.input;
+    fn for_each_window(&self, mut f: impl FnMut(usize, Window)) {
         let [od, oh, ow] = self.output;
+        let xs: Vec<(usize, usize)> = (0..ow).map(|x| self.window(2, x)).collect();
         for z in 0..od {
-            let (z0, z1) = self.window(0, z);
+            let zr = self.window(0, z);
             for y in 0..oh {
-                let (y0, y1) = self.window(1, y);
-                for x in 0..ow {
-                    let (x0, x1) = self.window(2, x);
-                    let mut it = (z0..z1).flat_map(move |zz| {
-                        (y0..y1)
-                            .flat_map(move |yy| (x0..x1).map(move |xx| (zz * ih + yy) * iw + xx))
-                    });
-                    f((z * oh + y) * ow + x, &mut it);
+                let yr = self.window(1, y);
+                for (x, &xr) in xs.iter().enumerate() {
+                    f(
+                        (z * oh + y) * ow + x,
+                        Window {
+                            z: zr,
+                            y: yr,
+                            x: xr,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A pooling window: `[start, end)` input coordinates per axis.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    z: (usize, usize),
+    y: (usize, usize),
+    x: (usize, usize),
+}
+
+impl Window {
+    /// Calls `f(input index)` for every voxel of the window in D, H, W order
+    /// (`ih`, `iw`: the plane's height and width).
+    #[inline]
+    fn for_each(&self, ih: usize, iw: usize, mut f: impl FnMut(usize)) {
+        for zz in self.z.0..self.z.1 {
+            for yy in self.y.0..self.y.1 {
+                let row = (zz * ih + yy) * iw;
+                for i in row + self.x.0..row + self.x.1 {
+                    f(i);
                 }
             }
         }
@@ -77,51 +105,113 @@ pub(crate) enum PoolKind {
     Avg,
 }
 
-/// Index (within the plane) of the first maximum of a window; a NaN (the last
-/// one) wins, as in PyTorch. `None` for an empty window (cannot happen with padding ≤ k/2).
+/// No maximum yet (an empty window keeps it: cannot happen with padding ≤ k/2).
+const NO_INDEX: usize = usize::MAX;
+
+/// One step of a running maximum `(m, k)`: `v` at input index `i` replaces it
+/// when larger or NaN. Branch-free (random data would mispredict).
+#[inline(always)]
+fn update<T: Elem>(m: &mut T, k: &mut usize, v: T, i: usize) {
+    #[allow(clippy::eq_op)]
+    let take = (v > *m) | (v != v);
+    *m = if take { v } else { *m };
+    *k = if take { i } else { *k };
+}
+
+/// The first maximum of every window of one plane, one output row `(z, y)`
+/// at a time: calls `f(first output index of the row, maxima, their input
+/// indices)`. Each window's voxels are visited in D, H, W order and a value
+/// replaces the running maximum when it is larger or NaN, so the first
+/// maximum wins and a NaN (the last one) wins, as in PyTorch. Working on whole
+/// rows keeps the inner loop over `W` free of window bookkeeping.
 #[inline]
-fn argmax<T: Elem>(plane: &[T], it: &mut dyn Iterator<Item = usize>) -> Option<usize> {
-    let mut best: Option<(usize, T)> = None;
-    for i in it {
-        let v = plane[i];
-        #[allow(clippy::eq_op)]
-        let is_nan = v != v;
-        match best {
-            Some((_, m)) if !(v > m || is_nan) => {}
-            _ => best = Some((i, v)),
+fn row_maxima<T: Elem>(g: &PoolGeom, xp: &[T], mut f: impl FnMut(usize, &[T], &[usize])) {
+    let [_, ih, iw] = g.input;
+    let [od, oh, ow] = g.output;
+    let xs: Vec<(usize, usize)> = (0..ow).map(|x| g.window(2, x)).collect();
+    let (mut vals, mut idx) = (vec![T::NEG_INF; ow], vec![NO_INDEX; ow]);
+    let pairs = g.kernel[2] == 2 && g.stride[2] == 2 && g.padding[2] == 0;
+
+    for z in 0..od {
+        let (z0, z1) = g.window(0, z);
+        for y in 0..oh {
+            let (y0, y1) = g.window(1, y);
+            // Start from each window's first voxel (taking it again below is a no-op).
+            for ((m, k), &(x0, x1)) in vals.iter_mut().zip(idx.iter_mut()).zip(&xs) {
+                (*m, *k) = if z0 < z1 && y0 < y1 && x0 < x1 {
+                    let i = (z0 * ih + y0) * iw + x0;
+                    (xp[i], i)
+                } else {
+                    (T::NEG_INF, NO_INDEX)
+                };
+            }
+            for zz in z0..z1 {
+                for yy in y0..y1 {
+                    let row = (zz * ih + yy) * iw;
+                    let xr = &xp[row..row + iw];
+                    let running = vals.iter_mut().zip(idx.iter_mut());
+                    if pairs {
+                        // W windows are the disjoint pairs (2·x, 2·x + 1).
+                        for (x, ((m, k), p)) in running.zip(xr.chunks_exact(2)).enumerate() {
+                            update(m, k, p[0], row + 2 * x);
+                            update(m, k, p[1], row + 2 * x + 1);
+                        }
+                    } else {
+                        for ((m, k), &(x0, x1)) in running.zip(&xs) {
+                            for (i, &v) in (row + x0..).zip(&xr[x0..x1]) {
+                                update(m, k, v, i);
+                            }
+                        }
+                    }
+                }
+            }
+            f((z * oh + y) * ow, &vals, &idx);
         }
     }
-    best.map(|(i, _)| i)
 }
 
 fn pool_fwd<T: Elem>(g: &PoolGeom, kind: PoolKind, x: &[T]) -> Vec<T> {
     let (iv, ov) = (g.in_vol(), g.out_vol());
     let div = T::from_f64(g.kernel.iter().product::<usize>() as f64);
-    let mut y = vec![T::from_f64(0.0); g.planes() * ov];
+    let [_, ih, iw] = g.input;
+    let mut y = vec![T::ZERO; g.planes() * ov];
     y.par_chunks_mut(ov.max(1))
         .zip(x.par_chunks(iv.max(1)))
-        .for_each(|(yp, xp)| {
-            g.for_each_window(|o, it| {
-                yp[o] = match kind {
-                    PoolKind::Max => argmax(xp, it).map_or(T::NEG_INF, |i| xp[i]),
-                    PoolKind::Avg => it.fold(T::from_f64(0.0), |s, i| s + xp[i]) / div,
-                }
-            })
+        .for_each(|(yp, xp)| match kind {
+            PoolKind::Max => row_maxima(g, xp, |o, vals, _| {
+                yp[o..o + vals.len()].copy_from_slice(vals);
+            }),
+            PoolKind::Avg => g.for_each_window(|o, win| {
+                let mut s = T::ZERO;
+                win.for_each(ih, iw, |i| s += xp[i]);
+                yp[o] = s / div;
+            }),
         });
     y
+}
+
+/// Writes zeros over a freshly allocated (zeroed) plane before it is
+/// scatter-added into: the first touch of each page is then a write (one page
+/// fault, in the task that owns the plane) instead of a read that maps the
+/// shared zero page followed by a write that copies it (two faults).
+fn first_touch<T: Elem>(plane: &mut [T]) {
+    plane.fill(T::ZERO);
 }
 
 /// Max: routes each output gradient to its window's first argmax in `x`.
 fn max_pool_bwd<T: Elem>(g: &PoolGeom, x: &[T], gy: &[T]) -> Vec<T> {
     let (iv, ov) = (g.in_vol(), g.out_vol());
-    let mut gx = vec![T::from_f64(0.0); g.planes() * iv];
+    let mut gx = vec![T::ZERO; g.planes() * iv];
     gx.par_chunks_mut(iv.max(1))
         .zip(x.par_chunks(iv.max(1)))
         .zip(gy.par_chunks(ov.max(1)))
         .for_each(|((gxp, xp), gyp)| {
-            g.for_each_window(|o, it| {
-                if let Some(i) = argmax(xp, it) {
-                    gxp[i] += gyp[o];
+            first_touch(gxp);
+            row_maxima(g, xp, |o, _, idx| {
+                for (&i, &gv) in idx.iter().zip(&gyp[o..o + idx.len()]) {
+                    if i != NO_INDEX {
+                        gxp[i] += gv;
+                    }
                 }
             })
         });
@@ -132,13 +222,15 @@ fn max_pool_bwd<T: Elem>(g: &PoolGeom, x: &[T], gy: &[T]) -> Vec<T> {
 fn avg_pool_bwd<T: Elem>(g: &PoolGeom, gy: &[T]) -> Vec<T> {
     let (iv, ov) = (g.in_vol(), g.out_vol());
     let div = T::from_f64(g.kernel.iter().product::<usize>() as f64);
-    let mut gx = vec![T::from_f64(0.0); g.planes() * iv];
+    let [_, ih, iw] = g.input;
+    let mut gx = vec![T::ZERO; g.planes() * iv];
     gx.par_chunks_mut(iv.max(1))
         .zip(gy.par_chunks(ov.max(1)))
         .for_each(|(gxp, gyp)| {
-            g.for_each_window(|o, it| {
+            first_touch(gxp);
+            g.for_each_window(|o, win| {
                 let v = gyp[o] / div;
-                it.for_each(|i| gxp[i] += v);
+                win.for_each(ih, iw, |i| gxp[i] += v);
             })
         });
     gx
