@@ -434,3 +434,44 @@ fn example_manifest_matches_the_generator() {
     }
     assert!(m.patients().len() < 24, "some patients have several scans");
 }
+
+#[test]
+fn lesion_ranges_bound_every_drawn_lesion() {
+    let cfg = PhantomConfig {
+        lesion_suv_max_range: (8.0, 40.0),
+        lesion_volume_range_ml: (1.0, 20.0),
+        ..small()
+    };
+    let mut n = 0;
+    for i in 0..60 {
+        for l in design_lesions(&cfg, 5, i).unwrap() {
+            assert!((8.0..=40.0).contains(&l.suv_max), "SUVmax {}", l.suv_max);
+            assert!(
+                (1.0..=20.0).contains(&l.volume_ml),
+                "volume {}",
+                l.volume_ml
+            );
+            n += 1;
+        }
+    }
+    assert!(n > 50, "only {n} lesions drawn");
+    // The default keeps the study's range, faint lesions included.
+    let faint = (0..60)
+        .flat_map(|i| design_lesions(&small(), 5, i).unwrap())
+        .filter(|l| l.suv_max < 8.0)
+        .count();
+    assert!(faint > 0);
+    for (suv, vol) in [
+        ((0.5, 10.0), (1.0, 2.0)),
+        ((9.0, 8.0), (1.0, 2.0)),
+        ((3.0, 9.0), (0.0, 2.0)),
+    ] {
+        let bad = PhantomConfig {
+            lesion_suv_max_range: suv,
+            lesion_volume_range_ml: vol,
+            ..small()
+        };
+        let err = design_lesions(&bad, 5, 0).unwrap_err().to_string();
+        assert!(err.contains("range"), "{err}");
+    }
+}

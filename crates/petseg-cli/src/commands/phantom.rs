@@ -41,6 +41,14 @@ pub struct Args {
     /// for `petseg convert --batch OUT/dicom`.
     #[arg(long)]
     pub dicom: bool,
+    /// Lowest lesion SUVmax. The default (3) keeps the study's distribution,
+    /// in which about a fifth of the lesions are as faint as bowel loops;
+    /// a higher floor (e.g. 8) makes every lesion conspicuous.
+    #[arg(long, default_value_t = petseg_io::phantom::targets::SUV_CLAMP.0)]
+    pub lesion_suv_min: f64,
+    /// Smallest lesion volume (ml); default 0.5.
+    #[arg(long, default_value_t = petseg_io::phantom::targets::VOLUME_CLAMP_ML.0)]
+    pub lesion_volume_min_ml: f64,
 }
 
 /// Phantom size on the command line.
@@ -79,7 +87,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.out.display()
         );
     }
-    let config = PhantomConfig::new(args.size.into());
+    let mut config = PhantomConfig::new(args.size.into());
+    config.lesion_suv_max_range.0 = args.lesion_suv_min;
+    config.lesion_volume_range_ml.0 = args.lesion_volume_min_ml;
     let n = args.cases as usize;
     let t0 = std::time::Instant::now();
     let mut total_lesions = 0usize;

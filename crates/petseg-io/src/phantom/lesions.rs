@@ -196,6 +196,15 @@ pub(crate) fn sample_count(rng: &mut ChaCha8Rng) -> u32 {
     n
 }
 
+/// The ranges drawn lesion sizes and uptakes are clamped to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LesionRanges {
+    /// SUVmax range.
+    pub suv_max: (f64, f64),
+    /// Volume range (ml).
+    pub volume_ml: (f64, f64),
+}
+
 /// Plans the lesions of a case inside the depth window `[d_top, d_bottom]`
 /// (reference mm below the vertex); `in_fov` tells whether a world point is
 /// inside the PET field of view (with a margin).
@@ -203,6 +212,7 @@ pub(crate) fn plan_lesions(
     anatomy: &Anatomy,
     d_window: (f64, f64),
     in_fov: &dyn Fn([f64; 3]) -> bool,
+    ranges: LesionRanges,
     rng: &mut ChaCha8Rng,
 ) -> Vec<PlannedLesion> {
     let count = sample_count(rng);
@@ -220,10 +230,8 @@ pub(crate) fn plan_lesions(
     for _ in 0..count {
         let volume_ml = vol
             .sample(rng)
-            .clamp(targets::VOLUME_CLAMP_ML.0, targets::VOLUME_CLAMP_ML.1);
-        let suv_max = suv
-            .sample(rng)
-            .clamp(targets::SUV_CLAMP.0, targets::SUV_CLAMP.1);
+            .clamp(ranges.volume_ml.0, ranges.volume_ml.1);
+        let suv_max = suv.sample(rng).clamp(ranges.suv_max.0, ranges.suv_max.1);
         let radius = (3.0 * volume_ml * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt();
         let e1 = uniform(rng, -0.15, 0.15).exp();
         let e2 = uniform(rng, -0.15, 0.15).exp();

@@ -159,6 +159,14 @@ pub struct PhantomConfig {
     /// Probability that a case is a further scan of an earlier patient
     /// (same build, new lesions), to exercise patient grouping.
     pub followup_probability: f64,
+    /// Range the drawn lesion SUVmax is clamped to. The default
+    /// ([`targets::SUV_CLAMP`], 3–120) keeps the study's
+    /// distribution, in which about a fifth of the lesions have SUVmax < 4,
+    /// as faint as bowel loops; a higher floor makes every lesion conspicuous.
+    pub lesion_suv_max_range: (f64, f64),
+    /// Range the drawn lesion volume (ml) is clamped to (default
+    /// [`targets::VOLUME_CLAMP_ML`], 0.5–150 ml).
+    pub lesion_volume_range_ml: (f64, f64),
 }
 
 impl PhantomConfig {
@@ -170,6 +178,8 @@ impl PhantomConfig {
             noise_cov_at_suv6: 0.10,
             ct_noise: true,
             followup_probability: 0.15,
+            lesion_suv_max_range: lesions::targets::SUV_CLAMP,
+            lesion_volume_range_ml: lesions::targets::VOLUME_CLAMP_ML,
         }
     }
 
@@ -184,6 +194,18 @@ impl PhantomConfig {
             return Err(IoError::Invalid(format!(
                 "noise_cov_at_suv6 {} must be in [0, 1]",
                 self.noise_cov_at_suv6
+            )));
+        }
+        let (s0, s1) = self.lesion_suv_max_range;
+        if !(s0.is_finite() && s1.is_finite() && 1.0 <= s0 && s0 <= s1 && s1 <= 1000.0) {
+            return Err(IoError::Invalid(format!(
+                "lesion SUVmax range [{s0}, {s1}] must satisfy 1 <= min <= max <= 1000"
+            )));
+        }
+        let (v0, v1) = self.lesion_volume_range_ml;
+        if !(v0.is_finite() && v1.is_finite() && 0.05 <= v0 && v0 <= v1 && v1 <= 1000.0) {
+            return Err(IoError::Invalid(format!(
+                "lesion volume range [{v0}, {v1}] ml must satisfy 0.05 <= min <= max <= 1000"
             )));
         }
         if !(0.0..=1.0).contains(&self.followup_probability) {
@@ -428,7 +450,11 @@ fn plan(config: &PhantomConfig, seed: u64, index: usize) -> Result<Plan> {
         (f.z_vertex - za.min(zb)) / f.s,
     );
     let in_fov = |p: [f64; 3]| pet_grid.contains_world(p, 2.0);
-    let lesions = lesions::plan_lesions(&anatomy, d_window, &in_fov, &mut rng);
+    let ranges = lesions::LesionRanges {
+        suv_max: config.lesion_suv_max_range,
+        volume_ml: config.lesion_volume_range_ml,
+    };
+    let lesions = lesions::plan_lesions(&anatomy, d_window, &in_fov, ranges, &mut rng);
     let mut noise_key = [0u8; 32];
     rng.fill_bytes(&mut noise_key);
     Ok(Plan {
