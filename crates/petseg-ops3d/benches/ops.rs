@@ -145,21 +145,12 @@ fn conv_specs(s: usize) -> Vec<ConvSpec> {
     ]
 }
 
-/// Best of `REPS` wall times of `f` after one warm-up.
-fn best(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    let mut t = f64::MAX;
-    for _ in 0..=REPS {
-        let t0 = Instant::now();
-        f()?;
-        t = t.min(t0.elapsed().as_secs_f64());
-    }
-    Ok(t)
-}
-
 /// Our forward, input-gradient, weight-gradient and forward+backward times.
 /// A gradient's time is that of forward+backward with only its argument a
-/// variable (the backward skips untracked arguments) minus the forward, so it
-/// includes candle's backward bookkeeping, as PyTorch's figure includes its own.
+/// variable (the backward skips untracked arguments) minus the forward
+/// measured right before it, so it includes candle's backward bookkeeping,
+/// as PyTorch's figure includes its own. Each figure is the best of `REPS`
+/// repetitions after a warm-up.
 fn conv_times((n, o, k, s, p): ConvSpec) -> Result<[f64; 4]> {
     let dev = Device::Cpu;
     let x = (Tensor::randn(0f32, 1.0, n.as_slice(), &dev)? * 0.1)?;
@@ -170,17 +161,28 @@ fn conv_times((n, o, k, s, p): ConvSpec) -> Result<[f64; 4]> {
         padding: [p; 3],
         ..Default::default()
     };
-    let fwd_bwd = |x: &Tensor, w: &Tensor| {
-        best(|| {
-            let y = conv3d(x, w, None, &cfg)?;
-            y.sum_all()?.backward().map(drop)
-        })
+    let time = |f: &dyn Fn() -> Result<()>| -> Result<f64> {
+        let t0 = Instant::now();
+        f()?;
+        Ok(t0.elapsed().as_secs_f64())
     };
-    let fwd = best(|| conv3d(&x, &w, None, &cfg).map(drop))?;
-    let dinput = fwd_bwd(xv.as_tensor(), &w)? - fwd;
-    let dweight = fwd_bwd(&x, wv.as_tensor())? - fwd;
-    let both = fwd_bwd(xv.as_tensor(), wv.as_tensor())?;
-    Ok([fwd, dinput.max(0.0), dweight.max(0.0), both])
+    let fwd_bwd = |x: &Tensor, w: &Tensor| -> Result<()> {
+        let y = conv3d(x, w, None, &cfg)?;
+        y.sum_all()?.backward().map(drop)
+    };
+    let mut t = [f64::MAX; 4];
+    for rep in 0..=REPS {
+        let fwd = time(&|| conv3d(&x, &w, None, &cfg).map(drop))?;
+        let dinput = time(&|| fwd_bwd(xv.as_tensor(), &w))? - fwd;
+        let dweight = time(&|| fwd_bwd(&x, wv.as_tensor()))? - fwd;
+        let both = time(&|| fwd_bwd(xv.as_tensor(), wv.as_tensor()))?;
+        if rep > 0 {
+            for (a, b) in t.iter_mut().zip([fwd, dinput, dweight, both]) {
+                *a = a.min(b.max(0.0));
+            }
+        }
+    }
+    Ok(t)
 }
 
 /// PyTorch's times for the same specs, measured the same way (one line of
@@ -188,20 +190,24 @@ fn conv_times((n, o, k, s, p): ConvSpec) -> Result<[f64; 4]> {
 const TORCH_CONV: &str = r#"
 import sys, time, torch, torch.nn.functional as F
 torch.set_num_threads(2)
-def best(f):
-    t = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter(); f(); t = min(t, time.perf_counter() - t0)
-    return t
+REPS = 2  # as in the Rust side
+def time_of(f):
+    t0 = time.perf_counter(); f(); return time.perf_counter() - t0
 for line in sys.stdin:
     n0, n1, d, o, k, s, p = map(int, line.split())
     x = torch.randn(n0, n1, d, d, d) * 0.1
     w = torch.randn(o, n1, k, k, k) * 0.1
     xv, wv = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
-    fb = lambda a, b: best(lambda: F.conv3d(a, b, None, s, p).sum().backward())
-    with torch.no_grad():
-        fwd = best(lambda: F.conv3d(x, w, None, s, p))
-    print(fwd, fb(xv, w) - fwd, fb(x, wv) - fwd, fb(xv, wv), flush=True)
+    fb = lambda a, b: time_of(lambda: F.conv3d(a, b, None, s, p).sum().backward())
+    t = [float("inf")] * 4
+    for rep in range(REPS + 1):
+        with torch.no_grad():
+            fwd = time_of(lambda: F.conv3d(x, w, None, s, p))
+        r = [fwd, fb(xv, w) - fwd, fb(x, wv) - fwd, fb(xv, wv)]
+        xv.grad = wv.grad = None
+        if rep > 0:
+            t = [min(a, max(b, 0.0)) for a, b in zip(t, r)]
+    print(*t, flush=True)
 "#;
 
 /// A persistent `python3` child running [`TORCH_CONV`], asked one case at a
