@@ -173,7 +173,8 @@ impl GroupNorm {
 /// normalisation itself runs as `petseg_ops3d::group_norm` with one group per channel on
 /// `[1, C, N·D, H, W]` — the same arithmetic as batch norm, with a fused kernel and
 /// backward (candle-nn's composed `BatchNorm` costs several full-size temporaries and
-/// its backward is about 2.5× slower). Eval mode is one fused scale-and-shift.
+/// its backward is about 2.5× slower). Eval mode is one fused scale-and-shift
+/// (`crate::affine`), with the following ReLU fused where there is one.
 /// PyTorch's `num_batches_tracked` is not kept: it only matters when `momentum=None`,
 /// which MONAI never uses (see [`crate::weights`]).
 #[derive(Debug)]
@@ -223,11 +224,7 @@ impl BatchNorm3d {
             let rv = self.running_var.as_detached_tensor();
             let scale = (&self.weight / (rv + NORM_EPS)?.sqrt()?)?;
             let shift = (&self.bias - (rm * &scale)?)?;
-            let shape = (1, c, 1, 1, 1);
-            let y = x
-                .broadcast_mul(&scale.reshape(shape)?)?
-                .broadcast_add(&shift.reshape(shape)?)?;
-            return if relu { y.relu() } else { Ok(y) };
+            return crate::affine::channel_affine(x, &scale, &shift, relu);
         }
         let count = n * d * h * w;
         if count < 2 {

@@ -70,6 +70,7 @@
 //! See the crate's `README.md` (`cargo bench -p petseg-models --bench models`, with
 //! `scripts/bench_monai.py` as the PyTorch peer).
 
+mod affine;
 mod attention_unet;
 mod bn_stats;
 mod config;
