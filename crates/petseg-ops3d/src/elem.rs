@@ -113,3 +113,11 @@ pub(crate) fn dtype_of(s: &CpuStorage) -> DType {
 pub(crate) fn storage<T: Elem>(v: Vec<T>) -> CpuStorage {
     T::to_cpu_storage_owned(v)
 }
+
+/// Writes zeros over a freshly allocated (zeroed) gradient plane before it is
+/// scatter-added into: the first touch of each page is then a write (one page
+/// fault, in the task that owns the plane) instead of a read that maps the
+/// shared zero page followed by a write that copies it (two faults).
+pub(crate) fn first_touch<T: Elem>(plane: &mut [T]) {
+    plane.fill(T::ZERO);
+}

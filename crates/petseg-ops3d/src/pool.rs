@@ -2,7 +2,7 @@
 //! `N·C` planes (each task writes only its own plane, forward and backward).
 
 use crate::elem::{
-    compute_dtype, contiguous, dims5, dispatch_float, dtype_of, prepare, storage, Elem,
+    compute_dtype, contiguous, dims5, dispatch_float, dtype_of, first_touch, prepare, storage, Elem,
 };
 use crate::error::{config_err, shape_err, unsupported};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
@@ -188,14 +188,6 @@ fn pool_fwd<T: Elem>(g: &PoolGeom, kind: PoolKind, x: &[T]) -> Vec<T> {
             }),
         });
     y
-}
-
-/// Writes zeros over a freshly allocated (zeroed) plane before it is
-/// scatter-added into: the first touch of each page is then a write (one page
-/// fault, in the task that owns the plane) instead of a read that maps the
-/// shared zero page followed by a write that copies it (two faults).
-fn first_touch<T: Elem>(plane: &mut [T]) {
-    plane.fill(T::ZERO);
 }
 
 /// Max: routes each output gradient to its window's first argmax in `x`.

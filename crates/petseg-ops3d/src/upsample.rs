@@ -5,7 +5,9 @@
 //! PyTorch computes them); the kernels then loop over output voxels. The
 //! backward is the exact adjoint: a scatter-add with the same tables.
 
-use crate::elem::{compute_dtype, contiguous, dims5, dispatch_float, prepare, storage, Elem};
+use crate::elem::{
+    compute_dtype, contiguous, dims5, dispatch_float, first_touch, prepare, storage, Elem,
+};
 use crate::error::{config_err, shape_err};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -180,6 +182,7 @@ fn upsample_bwd<T: Elem>(g: &UpsampleGeom, gy: &[T]) -> Vec<T> {
     gx.par_chunks_mut(iv.max(1))
         .zip(gy.par_chunks(ov.max(1)))
         .for_each(|(gxp, gyp)| {
+            first_touch(gxp);
             for (z, &(z0, z1, a0, a1)) in t.axes[0].iter().enumerate() {
                 for (yy, &(y0, y1, b0, b1)) in t.axes[1].iter().enumerate() {
                     let src = &gyp[(z * oh + yy) * ow..][..ow];
