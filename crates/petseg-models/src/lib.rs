@@ -65,6 +65,22 @@
 //! their eval output and one train-mode step (loss, gradients, running statistics).
 //! See `tests/parity.rs` and `tests/keys.rs`.
 //!
+//! ## Fused layers
+//!
+//! candle's autograd keeps every op's inputs alive until the backward pass and gives
+//! every tensor that receives a gradient a zero-filled buffer plus an addition, so each
+//! element-wise op costs memory and full-size passes. The networks therefore compute
+//! MONAI's layer sequences as fused ops with their own backward (each tested against
+//! the composed ops and finite differences):
+//!
+//! * norm → ReLU: `petseg_ops3d::group_norm_relu` (SegResNet's GroupNorms, and
+//!   train-mode BatchNorm with one group per channel); MONAI's norm → dropout → ReLU
+//!   order is computed as norm+ReLU → dropout, equal because the mask is ≥ 0;
+//! * InstanceNorm → (dropout →) PReLU of the merge blocks: `petseg_ops3d::instance_norm_prelu`;
+//! * the attention gate's `x · sigmoid(psi)` and the concatenation with the up-sampled
+//!   features (`gate::gate_cat`);
+//! * eval-mode BatchNorm (→ ReLU) as one per-channel affine op (`affine`).
+//!
 //! ## Benchmarks
 //!
 //! See the crate's `README.md` (`cargo bench -p petseg-models --bench models`, with
