@@ -12,10 +12,10 @@
 //! where the study set them (SegResNet: `init_filters = 16`, `in_channels = 2`;
 //! MONAI's own defaults are 8 and 1). Unknown fields are rejected.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
@@ -353,6 +353,22 @@ impl ModelConfig {
         let net = self.build_with_dropout_seed(vb, seed)?;
         fill_seeded(varmap, &requests, seed)?;
         Ok(net)
+    }
+
+    /// Builds the network for inference on the values now in `varmap`, as plain
+    /// tensors detached from autograd. A forward pass then records no graph, so
+    /// each activation is freed as soon as the next layer has used it; with the
+    /// `Var`s of a training `VarMap` every activation of a sliding window stays
+    /// alive until the window's output is dropped. Later changes to `varmap`
+    /// are not seen: build again after training further.
+    pub fn build_frozen(&self, varmap: &VarMap, device: &Device) -> Result<Box<dyn Segmenter>> {
+        let tensors = {
+            let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+            data.iter()
+                .map(|(k, v)| Ok((k.clone(), v.as_tensor().detach().to_device(device)?)))
+                .collect::<Result<HashMap<String, Tensor>>>()?
+        };
+        self.build(VarBuilder::from_tensors(tensors, DType::F32, device))
     }
 
     /// MONAI's `state_dict` keys of this network with their shapes, without allocating

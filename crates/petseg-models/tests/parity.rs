@@ -190,3 +190,37 @@ fn eval_mode_leaves_running_stats_alone() {
     net.forward_t(x, true).unwrap();
     assert!(max_abs_diff(&before, varmap.data().lock().unwrap()[key].as_tensor()) > 0.0);
 }
+
+/// A frozen network (plain tensors, no autograd graph) gives MONAI's eval
+/// output bit for bit like the `Var`-backed one, and records no graph.
+fn check_frozen(cfg: &ModelConfig, name: &str) {
+    let reference = load_fixture("reference.safetensors");
+    let (varmap, net) = build_and_load(cfg, &format!("{name}_small.safetensors"));
+    let frozen = cfg.build_frozen(&varmap, &Device::Cpu).unwrap();
+    let x = &reference["input"];
+    let y_var = net.forward_t(x, false).unwrap();
+    let y_frozen = frozen.forward_t(x, false).unwrap();
+    assert_eq!(max_abs_diff(&y_var, &y_frozen), 0.0, "{name}");
+    let var_grads = y_var.sum_all().unwrap().backward().unwrap();
+    let frozen_grads = y_frozen.sum_all().unwrap().backward().unwrap();
+    let data = varmap.data().lock().unwrap();
+    let weight = data
+        .iter()
+        .find(|(k, _)| k.ends_with("weight"))
+        .map(|(_, v)| v.as_tensor())
+        .unwrap();
+    assert!(
+        var_grads.get(weight).is_some(),
+        "{name}: the Var net tracks"
+    );
+    assert!(
+        frozen_grads.get(weight).is_none(),
+        "{name}: frozen net tracked a weight"
+    );
+}
+
+#[test]
+fn frozen_networks_match_and_record_no_graph() {
+    check_frozen(&small_segresnet(), "segresnet");
+    check_frozen(&small_attention_unet(), "attention_unet");
+}

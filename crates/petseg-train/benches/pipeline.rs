@@ -109,7 +109,11 @@ fn train_step(size: usize, steps: usize) -> BenchResult<()> {
 
 fn inference(shape: [usize; 3], roi: usize) -> BenchResult<()> {
     let varmap = VarMap::new();
-    let net = study_segresnet(&varmap)?;
+    study_segresnet(&varmap)?;
+    // As `petseg predict` does: weights as plain tensors, no autograd graph.
+    let net = "segresnet"
+        .parse::<ModelConfig>()?
+        .build_frozen(&varmap, &Device::Cpu)?;
     let n: usize = shape.iter().product();
     let image = normal(2 * n);
     let cfg = PredictConfig {

@@ -270,7 +270,8 @@ pub fn train_on(
         let validate =
             v.every_epochs > 0 && ((epoch + 1) % v.every_epochs == 0 || epoch + 1 == s.epochs);
         let val_dsc = if validate {
-            validation_dsc(net.as_ref(), &device, val_cases, cfg)?
+            let frozen = cfg.model.build_frozen(&varmap, &device)?;
+            validation_dsc(frozen.as_ref(), &device, val_cases, cfg)?
         } else {
             None
         };

@@ -82,8 +82,6 @@ pub struct Args {
 pub struct Models {
     /// The networks (one per weights file).
     pub nets: Vec<Box<dyn Segmenter>>,
-    /// Keeps the variables alive.
-    _varmaps: Vec<VarMap>,
     /// Preprocessing.
     pub preprocess: PreprocessConfig,
 }
@@ -95,22 +93,19 @@ pub fn load_models(
     weight_files: &[PathBuf],
 ) -> Result<Models> {
     let mut nets = Vec::new();
-    let mut varmaps = Vec::new();
     for w in weight_files {
         let vm = VarMap::new();
-        let net = model
+        model
             .build_seeded(&vm, 0, &Device::Cpu)
             .context("building the network")?;
         weights::load_weights(&vm, w)
             .with_context(|| format!("loading weights {}", w.display()))?;
+        let net = model
+            .build_frozen(&vm, &Device::Cpu)
+            .context("building the network")?;
         nets.push(net);
-        varmaps.push(vm);
     }
-    Ok(Models {
-        nets,
-        _varmaps: varmaps,
-        preprocess,
-    })
+    Ok(Models { nets, preprocess })
 }
 
 /// Writes a prediction atomically (temp file + rename).
