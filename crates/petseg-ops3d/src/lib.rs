@@ -51,19 +51,18 @@
 //! ```
 //!
 //! ## Algorithms
-//! * Convolution (CPU): rayon tasks over (sample, tile of output rows), each
-//!   calling `gemm::gemm` single-threaded on a buffer of ≤ 1 MiB; nothing
-//!   volume-sized is allocated besides the result. Kernels wider than 1 along
-//!   W use *shifted rows*: one zero-padded copy of the input rows per
-//!   `(channel, kz, ky)` read at `kw` shifts (uniform strides, so `kw` gemms
-//!   with `K = C·kd·kh` and a buffer `kw/sw` times smaller than im2col);
-//!   other kernels use classic im2col tiles; 1×1×1 stride-1 convolutions use
-//!   the input directly. The weight gradient reduces per-task accumulators over
-//!   the same tiles. The input gradient of a stride-1 convolution is the
-//!   forward kernel applied to `gy` with the flipped, channel-transposed
-//!   weight; for other strides it computes `Wᵀ·gy` per tile and scatters it
-//!   back (col2im), in slabs of output depth planes processed in two phases
-//!   (even, odd) so that concurrent slabs never write the same input plane. A
+//! * Convolution (CPU), routed by `conv/cpu.rs` (details in the `conv`
+//!   module docs): f32 on x86-64 with AVX-512 or AVX2 + FMA uses a direct
+//!   convolution with register-blocked SIMD micro-kernels for the forward and
+//!   the weight gradient; the input gradient is the forward of the flipped,
+//!   channel-transposed kernel for stride 1 and `s³` sub-pixel stride-1
+//!   phases for strided convolutions. f64, other CPUs, 1×1×1 convolutions and
+//!   unusual paddings use im2col / shifted-row tiles with the `gemm` crate
+//!   (and col2im for the strided input gradient), which are also the
+//!   reference the direct kernels are tested against. Every route tiles the
+//!   output rows (rayon over sample × tile, ≤ ~1 MiB of buffer per task,
+//!   nothing volume-sized besides the result) and sums the weight gradient in
+//!   a fixed order, so results do not depend on the thread count. A
 //!   transposed convolution runs the input-gradient kernel forward and the
 //!   forward kernel backward.
 //! * Pooling and up-sampling: direct loops, rayon over `N·C` planes; backward
