@@ -9,20 +9,17 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use crate::cpu_op::{contiguous_slice, float_dispatch};
+
+/// The op's name in errors.
+const OP: &str = "channel_affine";
+
 /// Sizes: `x [n, c, S]` with `S` voxels per channel.
 #[derive(Clone, Copy, Debug)]
 struct AffineGeom {
     c: usize,
     voxels: usize,
     relu: bool,
-}
-
-/// The contiguous data of a CPU storage (the wrapper makes inputs contiguous).
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("channel_affine: non-contiguous input".into()))?;
-    Ok(&s.as_slice::<T>()?[a..b])
 }
 
 fn fwd<T: WithDType>(g: AffineGeom, x: &[T], scale: &[T], shift: &[T]) -> Vec<T> {
@@ -90,32 +87,13 @@ fn bwd<T: WithDType>(g: AffineGeom, x: &[T], scale: &[T], shift: &[T], gy: &[T])
     out
 }
 
-/// Runs the f32 or f64 instance of a kernel.
-macro_rules! float_dispatch {
-    ($s:expr, $T:ident => $body:expr) => {
-        match candle_core::backend::BackendStorage::dtype($s) {
-            DType::F32 => {
-                type $T = f32;
-                $body
-            }
-            DType::F64 => {
-                type $T = f64;
-                $body
-            }
-            other => Err(candle_core::Error::Msg(format!(
-                "channel_affine: dtype {other:?} (only f32 and f64 on the CPU)"
-            ))),
-        }
-    };
-}
-
 /// `(x, scale, shift) → x·scale + shift` (then ReLU if set).
 #[derive(Clone, Copy, Debug)]
 struct AffineOp(AffineGeom);
 
 impl CustomOp3 for AffineOp {
     fn name(&self) -> &'static str {
-        "channel_affine"
+        OP
     }
     fn cpu_fwd(
         &self,
@@ -126,8 +104,10 @@ impl CustomOp3 for AffineOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let st = float_dispatch!(s1, T => {
-            let (x, a, b) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, slice::<T>(s3, l3)?);
+        let st = float_dispatch!(OP, s1, T => {
+            let x = contiguous_slice::<T>(OP, s1, l1)?;
+            let a = contiguous_slice::<T>(OP, s2, l2)?;
+            let b = contiguous_slice::<T>(OP, s3, l3)?;
             Ok(T::to_cpu_storage_owned(fwd(self.0, x, a, b)))
         })?;
         Ok((st, l1.shape().clone()))
@@ -169,8 +149,10 @@ impl CustomOp3 for AffineBwdOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let c = self.0.c;
-        let st = float_dispatch!(s1, T => {
-            let (x, p, gy) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, slice::<T>(s3, l3)?);
+        let st = float_dispatch!(OP, s1, T => {
+            let x = contiguous_slice::<T>(OP, s1, l1)?;
+            let p = contiguous_slice::<T>(OP, s2, l2)?;
+            let gy = contiguous_slice::<T>(OP, s3, l3)?;
             Ok(T::to_cpu_storage_owned(bwd(self.0, x, &p[..c], &p[c..], gy)))
         })?;
         Ok((st, Shape::from(l1.shape().elem_count() + 2 * c)))

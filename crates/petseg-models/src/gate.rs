@@ -11,6 +11,11 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use crate::cpu_op::{contiguous_slice, float_dispatch};
+
+/// The op's name in errors.
+const OP: &str = "gate_cat";
+
 /// Voxels per parallel task of the psi-gradient pass.
 const CHUNK: usize = 1 << 14;
 
@@ -21,14 +26,6 @@ struct GateGeom {
     cx: usize,
     cu: usize,
     voxels: usize,
-}
-
-/// The contiguous data of a CPU storage (the wrapper makes inputs contiguous).
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("gate_cat: non-contiguous input".into()))?;
-    Ok(&s.as_slice::<T>()?[a..b])
 }
 
 /// `sigmoid(p)` for every voxel of every sample.
@@ -101,32 +98,13 @@ fn bwd<T: WithDType>(g: GateGeom, x: &[T], p: &[T], gy: &[T]) -> Vec<T> {
     out
 }
 
-/// Runs the f32 or f64 instance of a kernel.
-macro_rules! float_dispatch {
-    ($s:expr, $T:ident => $body:expr) => {
-        match candle_core::backend::BackendStorage::dtype($s) {
-            DType::F32 => {
-                type $T = f32;
-                $body
-            }
-            DType::F64 => {
-                type $T = f64;
-                $body
-            }
-            other => Err(candle_core::Error::Msg(format!(
-                "gate_cat: dtype {other:?} (only f32 and f64 on the CPU)"
-            ))),
-        }
-    };
-}
-
 /// `(x, p, up) → cat([x · sigmoid(p), up], 1)`.
 #[derive(Clone, Copy, Debug)]
 struct GateCatOp(GateGeom);
 
 impl CustomOp3 for GateCatOp {
     fn name(&self) -> &'static str {
-        "gate_cat"
+        OP
     }
     fn cpu_fwd(
         &self,
@@ -137,8 +115,10 @@ impl CustomOp3 for GateCatOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let st = float_dispatch!(s1, T => {
-            let (x, p, up) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, slice::<T>(s3, l3)?);
+        let st = float_dispatch!(OP, s1, T => {
+            let x = contiguous_slice::<T>(OP, s1, l1)?;
+            let p = contiguous_slice::<T>(OP, s2, l2)?;
+            let up = contiguous_slice::<T>(OP, s3, l3)?;
             Ok(T::to_cpu_storage_owned(fwd(self.0, x, p, up)))
         })?;
         let mut dims = l1.dims().to_vec();
@@ -181,8 +161,10 @@ impl CustomOp3 for GateBwdOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let st = float_dispatch!(s1, T => {
-            let (x, p, gy) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, slice::<T>(s3, l3)?);
+        let st = float_dispatch!(OP, s1, T => {
+            let x = contiguous_slice::<T>(OP, s1, l1)?;
+            let p = contiguous_slice::<T>(OP, s2, l2)?;
+            let gy = contiguous_slice::<T>(OP, s3, l3)?;
             Ok(T::to_cpu_storage_owned(bwd(self.0, x, p, gy)))
         })?;
         let g = self.0;

@@ -90,6 +90,7 @@ mod affine;
 mod attention_unet;
 mod bn_stats;
 mod config;
+mod cpu_op;
 mod error;
 mod gate;
 mod init;
