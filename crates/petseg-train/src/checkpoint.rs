@@ -105,7 +105,7 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
                 .rsplit_once(TMP_MARK)
                 .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
         if is_temporary && entry.file_type().is_ok_and(|t| t.is_file()) {
-            std::fs::remove_file(entry.path()).map_err(|e| TrainError::file(&entry.path(), e))?;
+            std::fs::remove_file(entry.path()).map_err(|e| TrainError::file(entry.path(), e))?;
             removed += 1;
         }
     }
