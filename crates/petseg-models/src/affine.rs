@@ -209,19 +209,8 @@ fn composed(x: &Tensor, scale: &Tensor, shift: &Tensor, relu: bool) -> Result<Te
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
-    use rand::{RngExt, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    fn rand_t(seed: u64, shape: &[usize], dtype: DType) -> Tensor {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let n = shape.iter().product();
-        let v: Vec<f64> = (0..n).map(|_| rng.random::<f64>() * 4.0 - 2.0).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu)
-            .unwrap()
-            .to_dtype(dtype)
-            .unwrap()
-    }
+    use crate::cpu_op::testing::{check_finite_differences, rand_t};
+    use candle_core::Var;
 
     /// Output and gradients of x, scale, shift for the loss `Σ y² · r`.
     fn run(f: fn(&Tensor, &Tensor, &Tensor, bool) -> Result<Tensor>, relu: bool) -> Vec<Vec<f32>> {
@@ -284,48 +273,8 @@ mod tests {
                 rand_t(7, &[2], DType::F64),
             ];
             let r = rand_t(8, &[2, 2, 2, 3, 2], DType::F64);
-            let loss = |t: &[Tensor]| -> f64 {
-                (channel_affine(&t[0], &t[1], &t[2], relu).unwrap() * &r)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .to_scalar()
-                    .unwrap()
-            };
-            let vars: Vec<Var> = ins.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
-            let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-            let grads = (channel_affine(&ts[0], &ts[1], &ts[2], relu).unwrap() * &r)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let h = 1e-6;
-            for (k, v) in vars.iter().enumerate() {
-                let g = grads
-                    .get(v)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f64>()
-                    .unwrap();
-                let base = ins[k].flatten_all().unwrap().to_vec1::<f64>().unwrap();
-                for i in 0..base.len() {
-                    let shifted = |d: f64| {
-                        let mut b = base.clone();
-                        b[i] += d;
-                        let mut t = ins.clone();
-                        t[k] = Tensor::from_vec(b, ins[k].dims(), &Device::Cpu).unwrap();
-                        loss(&t)
-                    };
-                    let fd = (shifted(h) - shifted(-h)) / (2.0 * h);
-                    assert!(
-                        (fd - g[i]).abs() < 1e-6 * fd.abs().max(1.0),
-                        "relu {relu}, input {k}[{i}]: {fd} vs {}",
-                        g[i]
-                    );
-                }
-            }
+            let op = |t: &[Tensor]| channel_affine(&t[0], &t[1], &t[2], relu).unwrap();
+            check_finite_differences(&op, &ins, &r, &format!("relu {relu}"));
         }
     }
 }

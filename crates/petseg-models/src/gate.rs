@@ -213,19 +213,8 @@ fn composed(x: &Tensor, p: &Tensor, up: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
-    use rand::{RngExt, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    fn rand_t(seed: u64, shape: &[usize], dtype: DType) -> Tensor {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let n = shape.iter().product();
-        let v: Vec<f64> = (0..n).map(|_| rng.random::<f64>() * 4.0 - 2.0).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu)
-            .unwrap()
-            .to_dtype(dtype)
-            .unwrap()
-    }
+    use crate::cpu_op::testing::{check_finite_differences, rand_t};
+    use candle_core::Var;
 
     /// Output and the gradients of x, p, up for the loss `Σ y² · r`.
     fn run(
@@ -292,47 +281,7 @@ mod tests {
             .map(|&(seed, c)| rand_t(seed, &[1, c, 3, 2, 3], DType::F64))
             .collect();
         let r = rand_t(8, &[1, 5, 3, 2, 3], DType::F64);
-        let loss = |t: &[Tensor]| -> f64 {
-            (gate_cat(&t[0], &t[1], &t[2]).unwrap() * &r)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap()
-        };
-        let vars: Vec<Var> = ins.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
-        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-        let grads = (gate_cat(&ts[0], &ts[1], &ts[2]).unwrap() * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let h = 1e-6;
-        for (k, v) in vars.iter().enumerate() {
-            let g = grads
-                .get(v)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap();
-            let base = ins[k].flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            for i in 0..base.len() {
-                let shifted = |d: f64| {
-                    let mut b = base.clone();
-                    b[i] += d;
-                    let mut t = ins.clone();
-                    t[k] = Tensor::from_vec(b, ins[k].dims(), &Device::Cpu).unwrap();
-                    loss(&t)
-                };
-                let fd = (shifted(h) - shifted(-h)) / (2.0 * h);
-                assert!(
-                    (fd - g[i]).abs() < 1e-6 * fd.abs().max(1.0),
-                    "input {k}[{i}]: {fd} vs {}",
-                    g[i]
-                );
-            }
-        }
+        let op = |t: &[Tensor]| gate_cat(&t[0], &t[1], &t[2]).unwrap();
+        check_finite_differences(&op, &ins, &r, "gate_cat");
     }
 }
