@@ -475,3 +475,20 @@ fn lesion_ranges_bound_every_drawn_lesion() {
         assert!(err.contains("range"), "{err}");
     }
 }
+
+#[test]
+fn invalid_lesion_range_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cohort");
+    let cfg = PhantomConfig {
+        lesion_suv_max_range: (200.0, 120.0),
+        ..small()
+    };
+    let err = write_cohort(&out, &cfg, 2, 1).unwrap_err().to_string();
+    assert!(err.contains("lesion SUVmax range"), "{err}");
+    assert!(
+        !out.exists(),
+        "a refused config left {} behind",
+        out.display()
+    );
+}

@@ -55,15 +55,15 @@ fn normal(n: usize) -> Vec<f32> {
         .collect()
 }
 
-fn study_segresnet(varmap: &VarMap) -> BenchResult<Box<dyn petseg_models::Segmenter>> {
-    let cfg: ModelConfig = "segresnet".parse()?;
-    Ok(cfg.build_seeded(varmap, 0, &Device::Cpu)?)
+/// The study's SegResNet (SPEC §4).
+fn study_segresnet() -> BenchResult<ModelConfig> {
+    Ok("segresnet".parse()?)
 }
 
 fn train_step(size: usize, steps: usize) -> BenchResult<()> {
     let dev = Device::Cpu;
     let varmap = VarMap::new();
-    let net = study_segresnet(&varmap)?;
+    let net = study_segresnet()?.build_seeded(&varmap, 0, &dev)?;
     let vars: Vec<(String, Var)> = {
         let data = varmap.data().lock().expect("varmap lock");
         data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
@@ -109,11 +109,10 @@ fn train_step(size: usize, steps: usize) -> BenchResult<()> {
 
 fn inference(shape: [usize; 3], roi: usize) -> BenchResult<()> {
     let varmap = VarMap::new();
-    study_segresnet(&varmap)?;
+    let cfg = study_segresnet()?;
+    cfg.build_seeded(&varmap, 0, &Device::Cpu)?;
     // As `petseg predict` does: weights as plain tensors, no autograd graph.
-    let net = "segresnet"
-        .parse::<ModelConfig>()?
-        .build_frozen(&varmap, &Device::Cpu)?;
+    let net = cfg.build_frozen(&varmap, &Device::Cpu)?;
     let n: usize = shape.iter().product();
     let image = normal(2 * n);
     let cfg = PredictConfig {

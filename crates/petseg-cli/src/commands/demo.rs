@@ -69,8 +69,8 @@ const PATCH: usize = 32;
 const WINDOW: usize = 48;
 
 /// The demo's run config. It departs from the study's recipe (lr 2e-4,
-/// random affine p = 0.5, 128³ patches at 2 mm) because the demo has a few
-/// hundred optimiser steps on 2 CPU cores: lr 1e-2, no affine, batches of 2
+/// random affine p = 0.5, 128³ patches at 2 mm) because the demo has about
+/// 2000 small optimiser steps on 2 CPU cores: lr 1e-2, no affine, batches of 2
 /// patches of 32³ at 4 mm (crates/petseg-train/README.md, "The demo recipe").
 fn run_config(out: &std::path::Path, seed: u64, epochs: usize, steps: usize) -> Result<RunConfig> {
     let text = format!(
@@ -121,8 +121,8 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         (args.cases.max(N_TEST + N_VAL + 2), N_TEST, args.epochs, 10)
     };
+    // write_cohort_with creates the folder once the cohort config is valid.
     let data = args.out.join("data");
-    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
 
     eprintln!(
         "[1/5] writing {n_cases} synthetic PSMA PET/CT cases to {}",

@@ -68,6 +68,8 @@ pub fn write_cohort_with(
     if n_cases == 0 {
         return Err(IoError::Invalid("a cohort needs at least one case".into()));
     }
+    // Before anything is created, so that a bad config leaves no folder behind.
+    config.validate()?;
     let images = out_dir.join("imagesTr");
     let labels = out_dir.join("labelsTr");
     for d in [&images, &labels] {
