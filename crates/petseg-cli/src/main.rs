@@ -37,6 +37,8 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Volume-sized tensors come and go at every layer: keep their memory (see the docs).
+    petseg_ops3d::alloc::retain_freed_memory();
     let result = match cli.command {
         Command::Convert(args) => commands::convert::run(args),
         Command::Info(args) => commands::info::run(args),

@@ -92,6 +92,8 @@ fn rayon_threads() -> String {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // as the `petseg` binary does (PETSEG_MALLOC=system to compare with glibc's defaults)
+    petseg_ops3d::alloc::retain_freed_memory();
     // cargo passes `--bench`; keep only our positional arguments.
     let args: Vec<String> = std::env::args()
         .skip(1)

@@ -337,6 +337,8 @@ fn conv_mode(sizes: &[usize]) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    // as the `petseg` binary does (PETSEG_MALLOC=system to compare with glibc's defaults)
+    petseg_ops3d::alloc::retain_freed_memory();
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

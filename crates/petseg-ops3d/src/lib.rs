@@ -17,6 +17,7 @@
 //! | [`group_norm_relu`] | `F.relu(F.group_norm(…))` in one op (CPU; composed elsewhere) | x, gamma, beta |
 //! | [`instance_norm_prelu`] | `F.prelu(F.instance_norm(x), w)` in one op (CPU; composed elsewhere) | x, slope |
 //! | [`init`] | PyTorch's default Conv3d/ConvTranspose3d init, seeded | — |
+//! | [`alloc::retain_freed_memory`] | (process set-up) glibc keeps freed tensor memory | — |
 //!
 //! **Owns:** the kernels (CPU; CUDA behind the `cuda` feature), their autograd
 //! rules, shape checking, and seeded initialisation. **Does not own:** layers
@@ -97,6 +98,7 @@
 //! and on the CPU, prints the errors, times conv3d at [1,32,96³] and exits
 //! non-zero on a mismatch; `scripts/gpu-check.sh` runs it on a GPU machine.
 
+pub mod alloc;
 mod conv;
 mod elem;
 mod error;

@@ -149,6 +149,8 @@ fn parse_shape(s: &str) -> BenchResult<[usize; 3]> {
 }
 
 fn main() -> BenchResult<()> {
+    // as the `petseg` binary does (PETSEG_MALLOC=system to compare with glibc's defaults)
+    petseg_ops3d::alloc::retain_freed_memory();
     // `cargo bench` passes `--bench`; drop flags.
     let args: Vec<String> = std::env::args()
         .skip(1)

@@ -24,6 +24,7 @@
 //! weight gradient in a fixed number of ordered partial sums that depends
 //! only on the geometry, so results do not depend on the thread count.
 
+mod bias;
 pub(crate) mod cpu;
 mod direct;
 pub(crate) mod geom;
@@ -132,7 +133,8 @@ impl ConvOp {
             ConvKind::WeightGrad => (g.x_len(), g.y_len()),
         }
     }
-    fn run_cpu<T: crate::elem::Elem>(&self, a: &[T], b: &[T]) -> Result<CpuStorage> {
+    /// Runs the kernel of `self.kind` on the contiguous data of its two inputs.
+    fn run_vec<T: crate::elem::Elem>(&self, a: &[T], b: &[T]) -> Result<Vec<T>> {
         let (la, lb) = self.in_lens();
         if a.len() != la || b.len() != lb {
             return Err(shape_err(
@@ -145,12 +147,55 @@ impl ConvOp {
             ));
         }
         let g = &self.geom;
-        let out = match self.kind {
+        Ok(match self.kind {
             ConvKind::Conv => cpu::conv_fwd(g, a, b),
             ConvKind::InputGrad | ConvKind::Transposed => cpu::conv_dgrad(g, a, b),
             ConvKind::WeightGrad => cpu::conv_wgrad(g, a, b),
+        })
+    }
+
+    /// Gradients of the two inputs `(a, b)` of a `Conv` or `Transposed` op
+    /// from the (contiguous) gradient of its result; an input nobody tracks
+    /// (e.g. the network's input image) gets none, and costs nothing.
+    fn grads(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let op = |kind| ConvOp {
+            geom: self.geom,
+            kind,
         };
-        Ok(storage(out))
+        match self.kind {
+            ConvKind::Conv => {
+                // a = x, b = w
+                let gx = a
+                    .track_op()
+                    .then(|| grad.apply_op2_no_bwd(b, &op(ConvKind::InputGrad)))
+                    .transpose()?;
+                let gw = b
+                    .track_op()
+                    .then(|| a.apply_op2_no_bwd(grad, &op(ConvKind::WeightGrad)))
+                    .transpose()?;
+                Ok((gx, gw))
+            }
+            ConvKind::Transposed => {
+                // a = x_t (the adjoint conv's output), b = w; grad lives on the adjoint conv's input
+                let gx = a
+                    .track_op()
+                    .then(|| grad.apply_op2_no_bwd(b, &op(ConvKind::Conv)))
+                    .transpose()?;
+                let gw = b
+                    .track_op()
+                    .then(|| grad.apply_op2_no_bwd(a, &op(ConvKind::WeightGrad)))
+                    .transpose()?;
+                Ok((gx, gw))
+            }
+            ConvKind::InputGrad | ConvKind::WeightGrad => {
+                Err(candle_core::Error::BackwardNotSupported { op: self.name() })
+            }
+        }
     }
 }
 
@@ -178,7 +223,8 @@ impl CustomOp2 for ConvOp {
             ));
         }
         let storage = dispatch_float!(self.name(), s1, T => {
-            self.run_cpu::<T>(contiguous(self.name(), s1, l1)?, contiguous(self.name(), s2, l2)?)
+            self.run_vec::<T>(contiguous(self.name(), s1, l1)?, contiguous(self.name(), s2, l2)?)
+                .map(storage)
         })?;
         Ok((storage, self.out_shape()))
     }
@@ -204,41 +250,7 @@ impl CustomOp2 for ConvOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let op = |kind| ConvOp {
-            geom: self.geom,
-            kind,
-        };
-        match self.kind {
-            ConvKind::Conv => {
-                // a = x, b = w; a gradient nobody tracks (e.g. the network's
-                // input image) is not computed
-                let gx = a
-                    .track_op()
-                    .then(|| grad.apply_op2_no_bwd(b, &op(ConvKind::InputGrad)))
-                    .transpose()?;
-                let gw = b
-                    .track_op()
-                    .then(|| a.apply_op2_no_bwd(&grad, &op(ConvKind::WeightGrad)))
-                    .transpose()?;
-                Ok((gx, gw))
-            }
-            ConvKind::Transposed => {
-                // a = x_t (the adjoint conv's output), b = w; grad lives on the adjoint conv's input
-                let gx = a
-                    .track_op()
-                    .then(|| grad.apply_op2_no_bwd(b, &op(ConvKind::Conv)))
-                    .transpose()?;
-                let gw = b
-                    .track_op()
-                    .then(|| grad.apply_op2_no_bwd(a, &op(ConvKind::WeightGrad)))
-                    .transpose()?;
-                Ok((gx, gw))
-            }
-            ConvKind::InputGrad | ConvKind::WeightGrad => {
-                Err(candle_core::Error::BackwardNotSupported { op: self.name() })
-            }
-        }
+        self.grads(a, b, &grad.contiguous()?)
     }
 }
 
@@ -267,21 +279,6 @@ fn check_kernel(op: &'static str, k: &[usize]) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Adds `bias [o]` over dim 1 of a 5-D result (autograd through candle).
-fn add_bias(op: &'static str, y: Tensor, bias: Option<&Tensor>, o: usize) -> Result<Tensor> {
-    let Some(bias) = bias else { return Ok(y) };
-    if bias.dims() != [o] {
-        return Err(shape_err(
-            op,
-            format!(
-                "bias must have shape [{o}] (one value per output channel), got {:?}",
-                bias.dims()
-            ),
-        ));
-    }
-    y.broadcast_add(&bias.to_dtype(y.dtype())?.reshape((1, o, 1, 1, 1))?)
 }
 
 /// 3-D convolution (cross-correlation, like `torch.nn.functional.conv3d`).
@@ -352,14 +349,11 @@ pub fn conv3d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, cfg: &Conv3dConfig)
         output,
     };
     let dt = compute_dtype(x);
-    let y = prepare(x, dt)?.apply_op2(
-        &prepare(w, dt)?,
-        ConvOp {
-            geom,
-            kind: ConvKind::Conv,
-        },
-    )?;
-    add_bias(OP, y, bias, o)?.to_dtype(x.dtype())
+    let op = ConvOp {
+        geom,
+        kind: ConvKind::Conv,
+    };
+    bias::conv_with_bias(OP, &prepare(x, dt)?, &prepare(w, dt)?, bias, op, o)?.to_dtype(x.dtype())
 }
 
 /// 3-D transposed convolution (like `torch.nn.functional.conv_transpose3d`,
@@ -449,14 +443,12 @@ pub fn conv_transpose3d(
         output: t_in,
     };
     let dt = compute_dtype(x);
-    let y = prepare(x, dt)?.apply_op2(
-        &prepare(w, dt)?,
-        ConvOp {
-            geom,
-            kind: ConvKind::Transposed,
-        },
-    )?;
-    add_bias(OP, y, bias, cout)?.to_dtype(x.dtype())
+    let op = ConvOp {
+        geom,
+        kind: ConvKind::Transposed,
+    };
+    bias::conv_with_bias(OP, &prepare(x, dt)?, &prepare(w, dt)?, bias, op, cout)?
+        .to_dtype(x.dtype())
 }
 
 #[cfg(test)]
