@@ -23,6 +23,20 @@ fn fan_in_uniform(fan_in: usize) -> Init {
     }
 }
 
+/// A parameter in the dtype of the activation `x` it meets (autocast, as PyTorch's
+/// `torch.autocast` does for convolutions): the master parameter stays an f32 `Var`, the
+/// cast is recorded in the graph, so its gradient flows back into the f32 variable. For an
+/// f32 activation this is the parameter itself (`to_dtype` to the same dtype is a clone of
+/// the same tensor), so the f32 path is unchanged.
+pub(crate) fn autocast(param: &Tensor, x: &Tensor) -> Result<Tensor> {
+    param.to_dtype(x.dtype())
+}
+
+/// [`autocast`] of an optional parameter (a bias).
+fn autocast_opt(param: Option<&Tensor>, x: &Tensor) -> Result<Option<Tensor>> {
+    param.map(|p| autocast(p, x)).transpose()
+}
+
 /// Geometry of a cubic-kernel convolution as MONAI builds it (padding `(k−1)/2`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConvSpec {
@@ -86,8 +100,10 @@ impl Conv3d {
         Ok(Conv3d { weight, bias, cfg })
     }
 
+    /// The convolution in the dtype of `x` (weight and bias autocast to it).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        petseg_ops3d::conv3d(x, &self.weight, self.bias.as_ref(), &self.cfg)
+        let bias = autocast_opt(self.bias.as_ref(), x)?;
+        petseg_ops3d::conv3d(x, &autocast(&self.weight, x)?, bias.as_ref(), &self.cfg)
     }
 }
 
@@ -129,12 +145,19 @@ impl ConvTranspose3d {
         Ok(ConvTranspose3d { weight, bias, cfg })
     }
 
+    /// The transposed convolution in the dtype of `x` (weight and bias autocast to it).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        petseg_ops3d::conv_transpose3d(x, &self.weight, self.bias.as_ref(), &self.cfg)
+        let bias = autocast_opt(self.bias.as_ref(), x)?;
+        petseg_ops3d::conv_transpose3d(x, &autocast(&self.weight, x)?, bias.as_ref(), &self.cfg)
     }
 }
 
 /// `torch.nn.GroupNorm(groups, C)` with affine `weight`/`bias` (init 1 and 0).
+///
+/// Under autocast (a bf16/f16 activation) the parameters are not cast: `petseg_ops3d`
+/// normalises in f32 whatever the activation dtype and casts only the result back, as
+/// PyTorch's autocast runs `group_norm` in f32. The same holds for [`BatchNorm3d`] in
+/// train mode and for [`InstanceNormPRelu`].
 #[derive(Debug)]
 pub(crate) struct GroupNorm {
     groups: usize,
@@ -174,7 +197,9 @@ impl GroupNorm {
 /// `[1, C, N·D, H, W]` — the same arithmetic as batch norm, with a fused kernel and
 /// backward (candle-nn's composed `BatchNorm` costs several full-size temporaries and
 /// its backward is about 2.5× slower). Eval mode is one fused scale-and-shift
-/// (`crate::affine`), with the following ReLU fused where there is one.
+/// (`crate::affine`), with the following ReLU fused where there is one; its scale and
+/// shift are folded in f32 and autocast to the activation's dtype. The running
+/// statistics are computed in f32 and stay f32 whatever the activation dtype.
 /// PyTorch's `num_batches_tracked` is not kept: it only matters when `momentum=None`,
 /// which MONAI never uses (see [`crate::weights`]).
 #[derive(Debug)]
@@ -224,7 +249,13 @@ impl BatchNorm3d {
             let rv = self.running_var.as_detached_tensor();
             let scale = (&self.weight / (rv + NORM_EPS)?.sqrt()?)?;
             let shift = (&self.bias - (rm * &scale)?)?;
-            return crate::affine::channel_affine(x, &scale, &shift, relu);
+            // Folded in f32 from the f32 statistics, then autocast to the activation.
+            return crate::affine::channel_affine(
+                x,
+                &autocast(&scale, x)?,
+                &autocast(&shift, x)?,
+                relu,
+            );
         }
         let count = n * d * h * w;
         if count < 2 {

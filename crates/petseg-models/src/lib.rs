@@ -39,6 +39,22 @@
 //! the same seed ([`Segmenter::set_dropout_seed`] restarts it), never from candle's
 //! unseedable RNG.
 //!
+//! ## Precision (autocast) and devices
+//!
+//! The networks compute in the dtype of their input, PyTorch-autocast style: pass a bf16
+//! input and every convolution casts its f32 weight and bias to bf16 in its forward pass
+//! (the cast is part of the graph, so gradients reach the f32 `Var`s, which stay the
+//! master weights), while the norms keep their f32 parameters and normalise in f32
+//! (`petseg_ops3d` computes every norm in f32 and casts only its result back) and the
+//! BatchNorm running statistics are computed and stored in f32. Cast the logits to f32
+//! before a loss or a softmax. With an f32 input every cast is a no-op and the network
+//! is unchanged, bit for bit. `petseg-train`'s `precision = "bf16"` does exactly this.
+//!
+//! The `cuda` cargo feature forwards to `petseg-ops3d/cuda`, `candle-core/cuda` and
+//! `candle-nn/cuda`; build the network with a CUDA `Device` to run it there. The fused
+//! CPU ops of this crate (`gate`, `affine`) are used for f32/f64 CPU tensors only; on
+//! other devices and dtypes the same layers are composed from candle ops.
+//!
 //! ## Example
 //!
 //! ```no_run

@@ -8,6 +8,7 @@ use petseg_losses::LossConfig;
 use petseg_models::ModelConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::compute::{DeviceSpec, Precision};
 use crate::error::{Result, TrainError};
 use crate::optim::AdamWConfig;
 use crate::sliding::SlidingWindowConfig;
@@ -124,6 +125,15 @@ pub struct RunConfig {
     /// every epoch end).
     #[serde(default)]
     pub checkpoint_every_steps: Option<u64>,
+    /// Where to compute: `"cpu"` (default), `"cuda"` or `"cuda:N"` (needs the
+    /// `cuda` feature). Not part of the run's identity: a resumed run may
+    /// continue on another device ([`crate::trainer::TrainOptions::device`]).
+    #[serde(default)]
+    pub device: DeviceSpec,
+    /// `"f32"` (default) or `"bf16"` autocast ([`crate::compute`]); part of
+    /// the run, kept on resume.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl RunConfig {

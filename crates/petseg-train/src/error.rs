@@ -8,6 +8,10 @@ pub enum TrainError {
     /// A configuration value outside its valid range.
     #[error("invalid config: {0}")]
     Config(String),
+    /// A device that this build cannot use or that cannot be opened (e.g.
+    /// CUDA without the `cuda` feature, or no GPU).
+    #[error("{0}")]
+    Device(String),
     /// Tensors or buffers whose sizes do not fit together.
     #[error("shape mismatch: {0}")]
     Shape(String),

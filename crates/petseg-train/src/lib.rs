@@ -34,6 +34,7 @@
 //! in f32 on the CPU.
 
 pub mod checkpoint;
+pub mod compute;
 pub mod config;
 pub mod data;
 pub mod error;
@@ -43,5 +44,6 @@ pub mod producer;
 pub mod sliding;
 pub mod trainer;
 
+pub use compute::{DeviceSpec, Precision};
 pub use error::{Result, TrainError};
 pub use sliding::{sliding_window_inference, BlendMode, SlidingWindowConfig};

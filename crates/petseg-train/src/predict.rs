@@ -2,20 +2,23 @@
 //! flip test-time augmentation, fold ensembles, and the way back to the
 //! original PET grid (SPEC §8).
 //!
-//! Each window's logits are turned into softmax probabilities before
-//! blending, so that TTA, ensembles and resampling all average
-//! probabilities. The blended probabilities (network grid) are resampled
+//! The windows are cut on the CPU and sent to `device`; each window's
+//! probabilities come back to the CPU, where they are blended and
+//! accumulated in f32. Each window's logits (cast to f32 under bf16
+//! autocast) are turned into softmax probabilities before blending, so that
+//! TTA, ensembles and resampling all average probabilities. The blended probabilities (network grid) are resampled
 //! trilinearly onto the original PET grid (outside the network grid:
 //! background probability 1), then argmax gives a u8 mask with the PET's
 //! affine.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use petseg_augment::{Grid, PreparedCase, PreprocessConfig};
 use petseg_io::resample::{resample_onto, Interpolation};
 use petseg_io::{Affine, Volume};
 use petseg_models::Segmenter;
 use serde::{Deserialize, Serialize};
 
+use crate::compute::Precision;
 use crate::error::{Result, TrainError};
 use crate::sliding::{sliding_window_inference, SlidingWindowConfig};
 
@@ -43,6 +46,10 @@ pub struct PredictConfig {
     pub tta: bool,
     /// Combination of several networks.
     pub ensemble: Ensemble,
+    /// The network's compute precision (`bf16`: autocast, see
+    /// [`crate::compute`]); the logits are cast to f32 before the softmax,
+    /// so probabilities, blending and accumulation are f32 either way.
+    pub precision: Precision,
 }
 
 impl Default for PredictConfig {
@@ -51,6 +58,7 @@ impl Default for PredictConfig {
             window: SlidingWindowConfig::default(),
             tta: false,
             ensemble: Ensemble::Mean,
+            precision: Precision::F32,
         }
     }
 }
@@ -96,7 +104,8 @@ pub fn network_probabilities(
         vec![vec![]]
     };
     sliding_window_inference(image, channels, shape, k, &cfg.window, |win, n| {
-        let x = Tensor::from_slice(win, (n, channels, roi[0], roi[1], roi[2]), device)?;
+        let x = Tensor::from_slice(win, (n, channels, roi[0], roi[1], roi[2]), device)?
+            .to_dtype(cfg.precision.dtype())?;
         let mut sum: Option<Tensor> = None;
         for dims in &flips {
             let xin = if dims.is_empty() {
@@ -104,7 +113,7 @@ pub fn network_probabilities(
             } else {
                 x.flip(dims)?
             };
-            let logits = net.forward_t(&xin, false)?;
+            let logits = net.forward_t(&xin, false)?.to_dtype(DType::F32)?;
             let mut p = candle_nn::ops::softmax(&logits, 1)?;
             if !dims.is_empty() {
                 p = p.flip(dims)?;

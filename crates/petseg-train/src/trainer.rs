@@ -1,12 +1,16 @@
 //! The training loop (SPEC §7): AdamW with a per-epoch cosine schedule,
 //! background batch production, validation by sliding window, best and
 //! last checkpoints, per-epoch logs, exact resume.
+//!
+//! Batches are prepared on the CPU and moved to the run's device; the
+//! network's `Var`s live there (f32 master weights); the optimiser update
+//! and the loss run on the CPU in f32 (see [`crate::compute`] for bf16).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use petseg_augment::PreparedCase;
 use petseg_io::manifest::Manifest;
@@ -16,6 +20,7 @@ use crate::checkpoint::{
     load_checkpoint, read_state, remove_stale_temporaries, save_checkpoint, save_weights,
     write_atomic, TrainState,
 };
+use crate::compute::DeviceSpec;
 use crate::config::RunConfig;
 use crate::data::{fold_ids, load_cases};
 use crate::error::{Result, TrainError};
@@ -61,6 +66,10 @@ pub struct TrainOptions {
     pub stop_after_steps: Option<u64>,
     /// Progress display.
     pub progress: Progress,
+    /// Compute on this device instead of the config's `device` (also on
+    /// resume, where the run otherwise continues on the checkpoint's
+    /// device). The run config saved from then on records it.
+    pub device: Option<DeviceSpec>,
 }
 
 /// One row of the per-epoch log.
@@ -93,7 +102,8 @@ pub struct TrainSummary {
 
 /// Trains the run described by `cfg` (or resumes it), loading the cases
 /// of `cfg.data` from the manifest. With `opts.resume`, the run config is
-/// the checkpoint's and `cfg` only supplies the run folder.
+/// the checkpoint's and `cfg` only supplies the run folder (the device is
+/// the checkpoint's unless `opts.device` is set).
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     let cfg = if opts.resume {
         let mut saved = read_state(&cfg.run_dir.join(files::CHECKPOINT))?.config;
@@ -103,6 +113,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         cfg.clone()
     };
     cfg.validate()?;
+    opts.device.unwrap_or(cfg.device).check_compiled()?;
     let manifest = Manifest::load(&cfg.data.manifest)?;
     let (train_ids, val_ids) = fold_ids(&manifest, cfg.data.fold)?;
     if train_ids.is_empty() {
@@ -124,14 +135,25 @@ pub fn train_on(
     val_cases: &[PreparedCase],
     opts: &TrainOptions,
 ) -> Result<TrainSummary> {
+    let mut cfg = cfg.clone();
+    if let Some(d) = opts.device {
+        cfg.device = d;
+    }
+    let cfg = &cfg;
     cfg.validate()?;
     if train_cases.is_empty() {
         return Err(TrainError::Config("the training set is empty".into()));
     }
+    // Before anything is written: a device this build cannot use is an error.
+    let device = cfg.device.open()?;
+    if let Some(w) = cfg.precision.slow_on(&device) {
+        if opts.progress != Progress::Quiet {
+            eprintln!("{w}");
+        }
+    }
     let dir = &cfg.run_dir;
     std::fs::create_dir_all(dir).map_err(|e| TrainError::file(dir, e))?;
     remove_stale_temporaries(dir)?;
-    let device = Device::Cpu;
     let varmap = VarMap::new();
     let net = cfg.model.build_seeded(&varmap, cfg.seed, &device)?;
     let vars: Vec<(String, Var)> = {
@@ -149,6 +171,7 @@ pub fn train_on(
         let loaded = load_checkpoint(&dir.join(files::CHECKPOINT), &varmap)?;
         let mut saved = loaded.state.config.clone();
         saved.run_dir = cfg.run_dir.clone();
+        saved.device = cfg.device; // a run may continue on another device
         if saved != *cfg {
             return Err(TrainError::Config(
                 "the checkpoint was written by a different run config; resume uses the checkpoint's own config".into(),
@@ -335,10 +358,13 @@ fn train_step(
     global_step: u64,
 ) -> Result<f32> {
     let b = batch.batch_size;
-    let x = Tensor::from_slice(&batch.image, (b, 2, p[0], p[1], p[2]), device)?;
+    // Autocast: the input in the run's precision (the layers cast their f32
+    // parameters to it), the logits back to f32 for the loss.
+    let x = Tensor::from_slice(&batch.image, (b, 2, p[0], p[1], p[2]), device)?
+        .to_dtype(cfg.precision.dtype())?;
     let y = Tensor::from_slice(&batch.label, (b, 1, p[0], p[1], p[2]), device)?;
     net.set_dropout_seed(cfg.seed ^ global_step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let logits = net.forward_t(&x, true)?;
+    let logits = net.forward_t(&x, true)?.to_dtype(DType::F32)?;
     let loss = loss_fn.forward(&logits, &y)?;
     let value = loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
     if !value.is_finite() {
@@ -374,6 +400,7 @@ pub fn validation_dsc(
 ) -> Result<Option<f64>> {
     let pc = PredictConfig {
         window: cfg.validation.window,
+        precision: cfg.precision,
         ..Default::default()
     };
     let k = cfg.model.out_channels();

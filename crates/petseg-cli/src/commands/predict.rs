@@ -11,7 +11,7 @@ use petseg_io::nifti::{read_nifti_f32, write_nifti};
 use petseg_models::{weights, ModelConfig, Segmenter};
 use petseg_train::config::RunConfig;
 use petseg_train::predict::{predict_case, Ensemble, PredictConfig, Prediction};
-use petseg_train::{BlendMode, SlidingWindowConfig};
+use petseg_train::{BlendMode, DeviceSpec, Precision, SlidingWindowConfig};
 
 /// Arguments of `petseg predict`.
 ///
@@ -76,6 +76,13 @@ pub struct Args {
     /// Ensemble rule: mean or vote.
     #[arg(long, default_value = "mean")]
     pub ensemble: String,
+    /// Device: cpu, cuda or cuda:N (CUDA needs a petseg built with
+    /// --features cuda). Blending and accumulation stay f32 on the CPU.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Network precision: f32 or bf16 autocast (probabilities are f32 either way).
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
 }
 
 /// Loaded networks plus the preprocessing they expect.
@@ -86,11 +93,13 @@ pub struct Models {
     pub preprocess: PreprocessConfig,
 }
 
-/// Builds one network per weights file.
+/// Builds one network per weights file, on `device` (weights are read on
+/// the CPU, then copied there).
 pub fn load_models(
     model: &ModelConfig,
     preprocess: PreprocessConfig,
     weight_files: &[PathBuf],
+    device: &Device,
 ) -> Result<Models> {
     let mut nets = Vec::new();
     for w in weight_files {
@@ -101,7 +110,7 @@ pub fn load_models(
         weights::load_weights(&vm, w)
             .with_context(|| format!("loading weights {}", w.display()))?;
         let net = model
-            .build_frozen(&vm, &Device::Cpu)
+            .build_frozen(&vm, device)
             .context("building the network")?;
         nets.push(net);
     }
@@ -128,6 +137,11 @@ pub fn write_prediction(pred: &Prediction, out: &Path, probabilities: Option<&Pa
 
 /// Runs `petseg predict`.
 pub fn run(args: Args) -> Result<()> {
+    // Before anything is read or written: a device this build cannot use.
+    let device = args.device.open()?;
+    if let Some(w) = args.precision.slow_on(&device) {
+        eprintln!("{w}");
+    }
     let (model, preprocess) = match (&args.run_config, &args.model) {
         (Some(p), _) => {
             let cfg = RunConfig::load(p)
@@ -143,7 +157,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         (None, None) => bail!("give --model NAME or --run-config RUN/config.toml"),
     };
-    let models = load_models(&model, preprocess, &args.weights)?;
+    let models = load_models(&model, preprocess, &args.weights, &device)?;
     let cfg = PredictConfig {
         window: SlidingWindowConfig {
             roi: [args.roi; 3],
@@ -158,6 +172,7 @@ pub fn run(args: Args) -> Result<()> {
             "vote" => Ensemble::Vote,
             other => bail!("--ensemble {other:?}: expected mean or vote"),
         },
+        precision: args.precision,
     };
     let nets: Vec<&dyn Segmenter> = models.nets.iter().map(|n| n.as_ref()).collect();
     let one = |ct: &Path, pet: &Path, out: &Path, prob: Option<&Path>| -> Result<()> {
@@ -165,7 +180,7 @@ pub fn run(args: Args) -> Result<()> {
         let pet_v =
             read_nifti_f32(pet).with_context(|| format!("reading PET {}", pet.display()))?;
         let t0 = std::time::Instant::now();
-        let pred = predict_case(&nets, &Device::Cpu, &ct_v, &pet_v, &models.preprocess, &cfg)
+        let pred = predict_case(&nets, &device, &ct_v, &pet_v, &models.preprocess, &cfg)
             .with_context(|| format!("predicting {}", pet.display()))?;
         write_prediction(&pred, out, prob)?;
         let n_fg = pred

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use petseg_train::config::RunConfig;
 use petseg_train::trainer::{files, train, Progress, TrainOptions};
+use petseg_train::{DeviceSpec, Precision};
 
 /// Arguments of `petseg train`.
 ///
@@ -67,6 +68,14 @@ pub struct Args {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     pub plain: bool,
+    /// Device: cpu, cuda or cuda:N (overrides `device`; CUDA needs a petseg
+    /// built with --features cuda). With --resume, continue on this device.
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
+    /// Precision: f32 or bf16 autocast (overrides `precision`; a resumed run
+    /// keeps its own).
+    #[arg(long, conflicts_with = "resume")]
+    pub precision: Option<Precision>,
 }
 
 /// Sets `path` (dotted) in a TOML table, creating tables on the way.
@@ -174,6 +183,11 @@ pub fn resolve(args: &Args) -> Result<RunConfig> {
         "validation.every_epochs",
         args.val_every.map(|v| toml::Value::Integer(v as i64)),
     )?;
+    flag("device", args.device.map(|d| toml::Value::String(d.into())))?;
+    flag(
+        "precision",
+        args.precision.map(|p| toml::Value::String(p.to_string())),
+    )?;
     for s in &args.set {
         let (k, v) = s
             .split_once('=')
@@ -197,6 +211,7 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             Progress::Auto
         },
+        device: args.device,
     };
     let cfg = if args.resume && args.config.is_none() {
         let dir = args
@@ -212,6 +227,8 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         resolve(&args)?
     };
+    // A device this build cannot use fails here, before anything is written.
+    opts.device.unwrap_or(cfg.device).check_compiled()?;
     eprintln!("run folder: {}", cfg.run_dir.display());
     let summary =
         train(&cfg, &opts).with_context(|| format!("training run {}", cfg.run_dir.display()))?;
