@@ -10,7 +10,7 @@ use petseg_models::Segmenter;
 use petseg_train::predict::{
     argmax, ensemble_probabilities, to_original_grid, Ensemble, PredictConfig,
 };
-use petseg_train::{BlendMode, SlidingWindowConfig};
+use petseg_train::{BlendMode, Precision, SlidingWindowConfig};
 
 fn tiny_net(seed: u64) -> (VarMap, Box<dyn Segmenter>) {
     let cfg = common::tiny_config(std::path::Path::new("unused"), 1);
@@ -30,6 +30,7 @@ fn pc(tta: bool, ensemble: Ensemble) -> PredictConfig {
         },
         tta,
         ensemble,
+        precision: Precision::F32,
     }
 }
 
@@ -69,6 +70,33 @@ fn probabilities_sum_to_one_with_and_without_tta() {
         a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-6),
         "TTA must change an untrained net's output"
     );
+}
+
+/// bf16 autocast in prediction: f32 probabilities that sum to one and stay
+/// within 1e-2 of the f32 network's (the logits differ by ~1e-2 of their
+/// scale, see petseg-models' tests/autocast.rs, and a softmax's
+/// probabilities move by at most a quarter of the logit difference).
+#[test]
+fn bf16_prediction_gives_f32_probabilities_close_to_f32() {
+    let case = common::sphere_case(1, false);
+    let (_vm, net) = tiny_net(2);
+    let n: usize = case.shape().iter().product();
+    let run = |precision| {
+        let cfg = PredictConfig {
+            precision,
+            ..pc(true, Ensemble::Mean)
+        };
+        ensemble_probabilities(&[net.as_ref()], &Device::Cpu, &case, &cfg).unwrap()
+    };
+    let (p32, p16) = (run(Precision::F32), run(Precision::Bf16));
+    for v in 0..n {
+        assert!((p16[v] + p16[n + v] - 1.0).abs() < 1e-5);
+    }
+    let max = p32
+        .iter()
+        .zip(&p16)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(max > 0.0 && max <= 1e-2, "max probability difference {max}");
 }
 
 #[test]
