@@ -319,26 +319,43 @@ fn from_f32<T: Elem>(v: Vec<f32>) -> Vec<T> {
 pub(super) fn direct_fwd(isa: direct::Isa, g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
     let mut y = vec![0.0; g.y_len()];
     let plan = TilePlan::direct(g, min_tiles_per_item(g));
-    let (in_vol, out_vol, krows, cg, og) = (g.in_vol(), g.out_vol(), g.krows(), g.cg(), g.og());
+    let (out_vol, krows, og) = (g.out_vol(), g.krows(), g.og());
     let packed: Vec<Vec<f32>> = (0..g.groups)
         .map(|grp| direct::pack_weights(isa, g, &w[grp * og * krows..][..og * krows]))
         .collect();
+    let padded = direct::Padded::applies(g).then(|| direct::Padded::new(g, x, isa.widest_block()));
     let yp = SharedMut(y.as_mut_ptr());
     plan.tasks(g.n).par_iter().for_each_init(
         direct::Scratch::default,
         |s: &mut direct::Scratch, &(b, ti)| {
             let (r0, r1) = plan.tile(ti);
             for (grp, wpk) in packed.iter().enumerate() {
-                let xg = &x[(b * g.c + grp * cg) * in_vol..][..cg * in_vol];
+                let input = tile_input(g, x, padded.as_ref(), b, grp);
                 // SAFETY: tile (b, ti) writes only rows [r0, r1) of its sample's output.
                 unsafe {
                     let y_g = yp.ptr().add((b * g.o + grp * og) * out_vol);
-                    direct::fwd_tile(isa, g, xg, wpk, r0, r1, s, y_g);
+                    direct::fwd_tile(isa, g, input, wpk, r0, r1, s, y_g);
                 }
             }
         },
     );
     y
+}
+
+/// The input of sample `b`, group `grp` for the direct kernels: the
+/// once-padded copy when there is one, else the raw channels (copied per tile).
+fn tile_input<'a>(
+    g: &ConvGeom,
+    x: &'a [f32],
+    padded: Option<&'a direct::Padded>,
+    b: usize,
+    grp: usize,
+) -> direct::TileInput<'a> {
+    let first_channel = b * g.c + grp * g.cg();
+    match padded {
+        Some(p) => direct::TileInput::Padded(p, first_channel),
+        None => direct::TileInput::Rows(&x[first_channel * g.in_vol()..][..g.cg() * g.in_vol()]),
+    }
 }
 
 /// Forward convolution with the im2col/shifted-row + `gemm` kernels (any
@@ -573,15 +590,16 @@ fn wgrad_reduce<T: Elem, S: Default>(
 /// Direct SIMD weight gradient (f32).
 pub(super) fn direct_wgrad(isa: direct::Isa, g: &ConvGeom, x: &[f32], gy: &[f32]) -> Vec<f32> {
     let plan = TilePlan::direct(g, wgrad_parts(g).div_ceil(g.n.max(1)));
-    let (in_vol, out_vol, krows, cg, og) = (g.in_vol(), g.out_vol(), g.krows(), g.cg(), g.og());
+    let (out_vol, krows, og) = (g.out_vol(), g.krows(), g.og());
+    let padded = direct::Padded::applies(g).then(|| direct::Padded::new(g, x, isa.widest_block()));
     let acc_t = wgrad_reduce(
         g,
         &plan,
         |s: &mut direct::Scratch, acc: &mut [f32], b, r0, r1, grp| {
-            let xg = &x[(b * g.c + grp * cg) * in_vol..][..cg * in_vol];
+            let input = tile_input(g, x, padded.as_ref(), b, grp);
             let gy_g = &gy[(b * g.o + grp * og) * out_vol..][..og * out_vol];
             let acc_g = &mut acc[grp * og * krows..][..og * krows];
-            direct::wgrad_tile(isa, g, xg, gy_g, r0, r1, s, acc_g);
+            direct::wgrad_tile(isa, g, input, gy_g, r0, r1, s, acc_g);
         },
     );
     // per group [tap][o] → [o][tap]

@@ -27,6 +27,7 @@
 //! kernels of `cpu.rs`, which also serve as the reference in the tests below.
 
 use super::geom::ConvGeom;
+pub(super) use super::padded::Padded;
 use std::sync::OnceLock;
 
 /// The SIMD instruction set the micro-kernels run with.
@@ -58,6 +59,11 @@ impl Isa {
             Isa::Avx512 => 8,
             Isa::Avx2 => 4,
         }
+    }
+    /// The widest run of columns one micro-kernel call reads from a tap
+    /// offset (sizes the slack of [`Padded`]).
+    pub(super) fn widest_block(self) -> usize {
+        self.col_block().max(self.oc_cols())
     }
     /// Columns per call of the channel-vector forward kernel (`OC_V` vectors
     /// of channels × this many columns of accumulators).
@@ -300,6 +306,59 @@ pub(super) struct Scratch {
     offs: (usize, Vec<usize>),
 }
 
+/// Where the micro-kernels of one tile (one sample and group) read the input.
+#[derive(Clone, Copy)]
+pub(super) enum TileInput<'a> {
+    /// The group's channels `[cg, D, H, W]`, copied per tile into the
+    /// scratch buffer by [`fill`] (any stride).
+    Rows(&'a [f32]),
+    /// The whole input padded once ([`Padded`], stride 1), with the index of
+    /// the group's first channel in it.
+    Padded(&'a Padded, usize),
+}
+
+impl TileInput<'_> {
+    /// Makes the input of output rows `[r0, r1)` readable by the
+    /// micro-kernels: fills `s.offs` with the tap offsets and returns the
+    /// pointer they are relative to, valid for reads of
+    /// `max(offs) + lay.cols_pad` elements (checked).
+    fn prepare(
+        &self,
+        g: &ConvGeom,
+        lay: &TileLayout,
+        r0: usize,
+        r1: usize,
+        s: &mut Scratch,
+    ) -> *const f32 {
+        match *self {
+            TileInput::Rows(xg) => {
+                fill(g, xg, r0, r1, lay, &mut s.buf);
+                lay.offsets(g, &mut s.offs);
+                assert!(s.buf.len() >= lay.blocks * lay.sh * lay.sw * lay.blk);
+                s.buf.as_ptr()
+            }
+            TileInput::Padded(p, first_channel) => {
+                // the offsets depend only on the geometry: computed once per scratch
+                if s.offs.0 != PADDED_OFFSETS || s.offs.1.is_empty() {
+                    p.tap_offsets(g, &mut s.offs.1);
+                    s.offs.0 = PADDED_OFFSETS;
+                }
+                let base = p.tile_base(g, first_channel, r0);
+                let reach = s.offs.1.iter().max().copied().unwrap_or(0) + lay.cols_pad;
+                assert!(
+                    base + reach <= p.data().len(),
+                    "padded input too short for the tile"
+                );
+                p.data()[base..].as_ptr()
+            }
+        }
+    }
+}
+
+/// Key of [`Scratch::offs`] when it holds [`Padded`] tap offsets (a buffer
+/// layout's key is its `blk`, which is never this large).
+const PADDED_OFFSETS: usize = usize::MAX;
+
 /// Input blocks `(ci, kz, ky)` per pass of the forward micro-kernel over a
 /// column block: the accumulators go back to the output tile between passes
 /// so that the input window read by one pass stays in L1.
@@ -314,7 +373,7 @@ const FWD_KK_CHUNK: usize = 64;
 pub(super) unsafe fn fwd_tile(
     isa: Isa,
     g: &ConvGeom,
-    xg: &[f32],
+    input: TileInput,
     wpk: &[f32],
     r0: usize,
     r1: usize,
@@ -322,8 +381,7 @@ pub(super) unsafe fn fwd_tile(
     y_g: *mut f32,
 ) {
     let lay = TileLayout::new(g, isa, r0, r1);
-    fill(g, xg, r0, r1, &lay, &mut s.buf);
-    lay.offsets(g, &mut s.offs);
+    let x0 = input.prepare(g, &lay, r0, r1, s);
     let (og, taps, wo, out_vol, ob) = (
         g.og(),
         g.krows(),
@@ -332,7 +390,7 @@ pub(super) unsafe fn fwd_tile(
         fwd_block(isa, g),
     );
     let nb = og.div_ceil(ob);
-    assert!(wpk.len() >= nb * taps * ob && s.buf.len() >= lay.blocks * lay.sh * lay.sw * lay.blk);
+    assert!(wpk.len() >= nb * taps * ob);
     if channel_vectors(isa, g) {
         // tile [column][channel]: each call computes oc_cols columns × ob channels
         let og_pad = nb * ob;
@@ -342,14 +400,14 @@ pub(super) unsafe fn fwd_tile(
             for t0 in (0..taps).step_by(OC_CHUNK) {
                 let offs = &s.offs.1[t0..(t0 + OC_CHUNK).min(taps)];
                 for c0 in (0..lay.cols_pad).step_by(isa.oc_cols()) {
-                    // SAFETY: reads buf[off + c0 + q] for q < oc_cols, with
-                    // c0 + oc_cols ≤ cols_pad (a multiple of it) so the reads
-                    // stay below buf.len() as in the column-vector branch;
+                    // SAFETY: reads x0[off + c0 + q] for q < oc_cols, with
+                    // c0 + oc_cols ≤ cols_pad (a multiple of it), within the
+                    // reach `prepare` checked;
                     // reads the packed weights of block b from tap t0 (checked
                     // length); reads/writes oc_cols rows of ob channels of the
                     // tile (cols_pad × og_pad).
                     unsafe {
-                        let x = s.buf.as_ptr().add(c0);
+                        let x = x0.add(c0);
                         let w = wpk.as_ptr().add((b * taps + t0) * ob);
                         let y = s.tile.as_mut_ptr().add(c0 * og_pad + b * ob);
                         kernels::fwd_oc(isa, x, offs, w, y, og_pad, t0 > 0);
@@ -381,13 +439,12 @@ pub(super) unsafe fn fwd_tile(
         for t0 in (0..taps).step_by(chunk) {
             let offs = &s.offs.1[t0..(t0 + chunk).min(taps)];
             for b in 0..nb {
-                // SAFETY: the kernel reads buf[off + c0 + j] for j < cb with
-                // off + c0 + cb ≤ blocks·sh·sw·blk ≤ buf.len() (blk ≥ cols_pad + the
-                // largest shift), the packed weights of block b from tap t0
+                // SAFETY: the kernel reads x0[off + c0 + j] for j < cb with
+                // c0 + cb ≤ cols_pad, within the reach `prepare` checked, the packed weights of block b from tap t0
                 // (checked length), and reads/writes `ob` rows of cb columns of
                 // the tile, which has nb·ob rows of cols_pad.
                 unsafe {
-                    let x = s.buf.as_ptr().add(c0);
+                    let x = x0.add(c0);
                     let w = wpk.as_ptr().add((b * taps + t0) * ob);
                     let y = s.tile.as_mut_ptr().add(b * ob * lay.cols_pad + c0);
                     kernels::fwd(isa, x, offs, w, y, lay.cols_pad, t0 > 0);
@@ -420,7 +477,7 @@ pub(super) unsafe fn fwd_tile(
 pub(super) fn wgrad_tile(
     isa: Isa,
     g: &ConvGeom,
-    xg: &[f32],
+    input: TileInput,
     gy_g: &[f32],
     r0: usize,
     r1: usize,
@@ -428,8 +485,7 @@ pub(super) fn wgrad_tile(
     acc_g: &mut [f32],
 ) {
     let lay = TileLayout::new(g, isa, r0, r1);
-    fill(g, xg, r0, r1, &lay, &mut s.buf);
-    lay.offsets(g, &mut s.offs);
+    let x0 = input.prepare(g, &lay, r0, r1, s);
     let (og, taps, wo, out_vol, lanes) = (g.og(), g.krows(), g.output[2], g.out_vol(), isa.lanes());
     let nvec = og.div_ceil(lanes);
     let og_pad = nvec * lanes;
@@ -452,7 +508,7 @@ pub(super) fn wgrad_tile(
         dropped.fill(0.0);
     }
     s.tile[(r1 - r0) * lay.op * og_pad..].fill(0.0);
-    assert!(acc_g.len() >= og * taps && s.buf.len() >= lay.blocks * lay.sh * lay.sw * lay.blk);
+    assert!(acc_g.len() >= og * taps);
     let mut out = [0.0f32; WG_OUT];
     let mut offs = [0usize; WG_NR];
     // taps (ci, kz, ky, 0..3) at consecutive offsets, in whole triples per call
@@ -469,7 +525,7 @@ pub(super) fn wgrad_tile(
             // SAFETY: reads tile[c·og_pad + v0·lanes + v·lanes + l] for
             // c < cols_pad, v < nv, l < lanes (the tile has cols_pad·og_pad
             // elements and (v0 + nv)·lanes ≤ og_pad), and buf[off + c] for
-            // c < cols_pad with off + cols_pad ≤ buf.len() (see fwd_tile);
+            // c < cols_pad from x0, within the reach `prepare` checked;
             // writes out[..WG_NR·nv·lanes] ≤ WG_OUT.
             unsafe {
                 let gy = s.tile.as_ptr().add(v0 * lanes);
@@ -479,7 +535,7 @@ pub(super) fn wgrad_tile(
                     nv,
                     gy,
                     og_pad,
-                    s.buf.as_ptr(),
+                    x0,
                     &offs,
                     lay.cols_pad,
                     &mut out,

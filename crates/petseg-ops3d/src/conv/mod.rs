@@ -28,6 +28,7 @@ mod bias;
 pub(crate) mod cpu;
 mod direct;
 pub(crate) mod geom;
+mod padded;
 mod rows;
 mod subpixel;
 
