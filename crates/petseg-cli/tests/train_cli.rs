@@ -173,3 +173,59 @@ fn missing_file_and_bad_option_give_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("batch_size"));
 }
+
+/// `--precision bf16` through the binary: training warns that bf16 is slow
+/// on the CPU, records the precision in the resolved config, writes f32
+/// weights, and `petseg predict --precision bf16` segments a case with them.
+#[test]
+fn bf16_train_and_predict_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = setup(tmp.path());
+    let run = tmp.path().join("bf16");
+    let out = petseg()
+        .args(["train", "--plain", "--precision", "bf16", "--epochs", "1"])
+        .args(["--set", "schedule.steps_per_epoch=2", "--config"])
+        .arg(&cfg)
+        .arg("--run-dir")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("bf16 on the CPU is slower than f32"), "{err}");
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(saved.contains("precision = \"bf16\""), "{saved}");
+    assert!(saved.contains("device = \"cpu\""), "{saved}");
+
+    let m = petseg_io::manifest::Manifest::load(&tmp.path().join("data/manifest.json")).unwrap();
+    let case = &m.cases[0];
+    let mask = tmp.path().join("mask.nii.gz");
+    let out = petseg()
+        .args([
+            "predict",
+            "--precision",
+            "bf16",
+            "--roi",
+            "16",
+            "--run-config",
+        ])
+        .arg(run.join("config.toml"))
+        .arg("--weights")
+        .arg(run.join("model_last.safetensors"))
+        .arg("--ct")
+        .arg(m.resolve(&case.ct))
+        .arg("--pet")
+        .arg(m.resolve(&case.pet))
+        .arg("--out")
+        .arg(&mask)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pet = petseg_io::nifti::read_nifti_f32(m.resolve(&case.pet)).unwrap();
+    let pred = petseg_io::nifti::read_nifti_f32(&mask).unwrap();
+    assert_eq!(pred.shape(), pet.shape());
+}
