@@ -3,6 +3,7 @@
 
 use crate::error::unsupported;
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor, WithDType};
+use std::mem::MaybeUninit;
 
 /// Floating-point element type of the CPU kernels: `f32` (the training type)
 /// and `f64` (used by the gradient checks, where finite differences need the
@@ -112,6 +113,23 @@ pub(crate) fn dtype_of(s: &CpuStorage) -> DType {
 /// Wraps kernel output into a CPU storage.
 pub(crate) fn storage<T: Elem>(v: Vec<T>) -> CpuStorage {
     T::to_cpu_storage_owned(v)
+}
+
+/// A vector of `len` elements written by `init` into uninitialised memory.
+/// Volume-sized results use it instead of `vec![0; len]`: once freed memory is
+/// reused (see [`crate::alloc`]) that zero fill is a full extra pass.
+///
+/// # Safety
+/// `init` must write every one of the `len` elements of the slice it gets.
+pub(crate) unsafe fn written_vec<T>(
+    len: usize,
+    init: impl FnOnce(&mut [MaybeUninit<T>]),
+) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    init(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: the caller guarantees that `init` initialised all `len` elements.
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// Writes zeros over a freshly allocated (zeroed) gradient plane before it is

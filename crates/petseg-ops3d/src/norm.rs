@@ -7,11 +7,12 @@
 //! of three passes (statistics, per-channel sums, dx), with sums in f64.
 
 use crate::elem::{
-    compute_dtype, contiguous, dims5, dispatch_float, dtype_of, prepare, storage, Elem,
+    compute_dtype, contiguous, dims5, dispatch_float, dtype_of, prepare, storage, written_vec, Elem,
 };
 use crate::error::{config_err, shape_err, unsupported};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 /// Sizes of a group normalisation of `x [n, c, spatial…]`.
@@ -109,28 +110,33 @@ fn forward<T: Elem>(
     beta: &[T],
     act: Act<T>,
 ) -> Vec<T> {
-    let mut y = vec![T::ZERO; x.len()];
     let sp = g.spatial.max(1);
-    y.par_chunks_mut(sp)
-        .zip(x.par_chunks(sp))
-        .enumerate()
-        .for_each(|(nc, (yc, xc))| {
-            let ch = nc % g.c;
-            let (a, b) = channel_affine(st[nc / g.cg()], gamma[ch], beta[ch]);
-            let it = yc.iter_mut().zip(xc);
-            match act {
-                Act::Identity => it.for_each(|(y, &x)| *y = x * a + b),
-                Act::Relu => it.for_each(|(y, &x)| {
-                    let z = x * a + b;
-                    *y = if z < T::ZERO { T::ZERO } else { z };
-                }),
-                Act::PRelu(w) => it.for_each(|(y, &x)| {
-                    let z = x * a + b;
-                    *y = if z > T::ZERO { z } else { w * z };
-                }),
-            }
-        });
-    y
+    let fill = |y: &mut [MaybeUninit<T>]| {
+        y.par_chunks_mut(sp)
+            .zip(x.par_chunks(sp))
+            .enumerate()
+            .for_each(|(nc, (yc, xc))| {
+                let ch = nc % g.c;
+                let (a, b) = channel_affine(st[nc / g.cg()], gamma[ch], beta[ch]);
+                let it = yc.iter_mut().zip(xc);
+                match act {
+                    Act::Identity => it.for_each(|(y, &x)| {
+                        y.write(x * a + b);
+                    }),
+                    Act::Relu => it.for_each(|(y, &x)| {
+                        let z = x * a + b;
+                        y.write(if z < T::ZERO { T::ZERO } else { z });
+                    }),
+                    Act::PRelu(w) => it.for_each(|(y, &x)| {
+                        let z = x * a + b;
+                        y.write(if z > T::ZERO { z } else { w * z });
+                    }),
+                }
+            });
+    };
+    // SAFETY: the chunks of `sp` elements cover all of y (x has the same
+    // length) and every element of each chunk is written.
+    unsafe { written_vec(x.len(), fill) }
 }
 
 /// Runs `$body` with `$grad` bound to a closure `(x, gy) → (gz, s)`: `gz` the

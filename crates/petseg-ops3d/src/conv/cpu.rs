@@ -13,7 +13,7 @@ use super::direct;
 use super::geom::ConvGeom;
 use super::rows;
 use super::subpixel;
-use crate::elem::{Elem, SharedMut};
+use crate::elem::{written_vec, Elem, SharedMut};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 use std::any::{Any, TypeId};
@@ -317,29 +317,32 @@ fn from_f32<T: Elem>(v: Vec<f32>) -> Vec<T> {
 
 /// Direct SIMD forward (f32): rayon over (sample, tile of output rows).
 pub(super) fn direct_fwd(isa: direct::Isa, g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
-    let mut y = vec![0.0; g.y_len()];
     let plan = TilePlan::direct(g, min_tiles_per_item(g));
     let (out_vol, krows, og) = (g.out_vol(), g.krows(), g.og());
     let packed: Vec<Vec<f32>> = (0..g.groups)
         .map(|grp| direct::pack_weights(isa, g, &w[grp * og * krows..][..og * krows]))
         .collect();
     let padded = direct::Padded::applies(g).then(|| direct::Padded::new(g, x, isa.widest_block()));
-    let yp = SharedMut(y.as_mut_ptr());
-    plan.tasks(g.n).par_iter().for_each_init(
-        direct::Scratch::default,
-        |s: &mut direct::Scratch, &(b, ti)| {
-            let (r0, r1) = plan.tile(ti);
-            for (grp, wpk) in packed.iter().enumerate() {
-                let input = tile_input(g, x, padded.as_ref(), b, grp);
-                // SAFETY: tile (b, ti) writes only rows [r0, r1) of its sample's output.
-                unsafe {
-                    let y_g = yp.ptr().add((b * g.o + grp * og) * out_vol);
-                    direct::fwd_tile(isa, g, input, wpk, r0, r1, s, y_g);
+    let compute = |y: &mut [std::mem::MaybeUninit<f32>]| {
+        let yp = SharedMut(y.as_mut_ptr().cast::<f32>());
+        plan.tasks(g.n).par_iter().for_each_init(
+            direct::Scratch::default,
+            |s: &mut direct::Scratch, &(b, ti)| {
+                let (r0, r1) = plan.tile(ti);
+                for (grp, wpk) in packed.iter().enumerate() {
+                    let input = tile_input(g, x, padded.as_ref(), b, grp);
+                    // SAFETY: tile (b, ti) writes only rows [r0, r1) of its sample's output.
+                    unsafe {
+                        let y_g = yp.ptr().add((b * g.o + grp * og) * out_vol);
+                        direct::fwd_tile(isa, g, input, wpk, r0, r1, s, y_g);
+                    }
                 }
-            }
-        },
-    );
-    y
+            },
+        );
+    };
+    // SAFETY: the tiles cover every output row of every sample, and fwd_tile
+    // writes all `wo` columns of each of its rows for every channel of the group.
+    unsafe { written_vec(g.y_len(), compute) }
 }
 
 /// The input of sample `b`, group `grp` for the direct kernels: the

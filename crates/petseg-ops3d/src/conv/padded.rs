@@ -16,6 +16,7 @@
 //! padded columns the kernels compute and drop never read past the buffer.
 
 use super::geom::ConvGeom;
+use crate::elem::written_vec;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -50,35 +51,35 @@ impl Padded {
         let chan = ext.iter().product::<usize>();
         let channels = g.n * g.c;
         let len = channels * chan + Self::slack(ext, col_block);
-        let mut data: Vec<f32> = Vec::with_capacity(len);
-        let spare = &mut data.spare_capacity_mut()[..len];
-        let (body, tail) = spare.split_at_mut(channels * chan);
-        tail.fill(MaybeUninit::new(0.0));
         let [id, ih, iw] = g.input;
         let [pd, ph, pw] = g.padding;
-        body.par_chunks_mut(chan)
-            .zip(x.par_chunks(id * ih * iw))
-            .for_each(|(dst, src)| {
-                for (z, plane) in dst.chunks_exact_mut(ext[1] * ext[2]).enumerate() {
-                    let iz = z.checked_sub(pd).filter(|&iz| iz < id);
-                    for (y, row) in plane.chunks_exact_mut(ext[2]).enumerate() {
-                        let iy = y.checked_sub(ph).filter(|&iy| iy < ih);
-                        let (Some(iz), Some(iy)) = (iz, iy) else {
-                            row.fill(MaybeUninit::new(0.0));
-                            continue;
-                        };
-                        let src = &src[(iz * ih + iy) * iw..][..iw];
-                        row[..pw].fill(MaybeUninit::new(0.0));
-                        for (d, &s) in row[pw..pw + iw].iter_mut().zip(src) {
-                            *d = MaybeUninit::new(s);
+        let pad = |spare: &mut [MaybeUninit<f32>]| {
+            let (body, tail) = spare.split_at_mut(channels * chan);
+            tail.fill(MaybeUninit::new(0.0));
+            body.par_chunks_mut(chan)
+                .zip(x.par_chunks(id * ih * iw))
+                .for_each(|(dst, src)| {
+                    for (z, plane) in dst.chunks_exact_mut(ext[1] * ext[2]).enumerate() {
+                        let iz = z.checked_sub(pd).filter(|&iz| iz < id);
+                        for (y, row) in plane.chunks_exact_mut(ext[2]).enumerate() {
+                            let iy = y.checked_sub(ph).filter(|&iy| iy < ih);
+                            let (Some(iz), Some(iy)) = (iz, iy) else {
+                                row.fill(MaybeUninit::new(0.0));
+                                continue;
+                            };
+                            let src = &src[(iz * ih + iy) * iw..][..iw];
+                            row[..pw].fill(MaybeUninit::new(0.0));
+                            for (d, &s) in row[pw..pw + iw].iter_mut().zip(src) {
+                                *d = MaybeUninit::new(s);
+                            }
+                            row[pw + iw..].fill(MaybeUninit::new(0.0));
                         }
-                        row[pw + iw..].fill(MaybeUninit::new(0.0));
                     }
-                }
-            });
-        // SAFETY: every element of [0, len) was written above (each channel's
-        // planes and rows in full, then the slack).
-        unsafe { data.set_len(len) };
+                });
+        };
+        // SAFETY: every element is written: each channel's planes and rows in
+        // full (the n·c channels cover the body), then the slack.
+        let data = unsafe { written_vec(len, pad) };
         Padded { data, ext }
     }
 
