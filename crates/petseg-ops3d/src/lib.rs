@@ -61,11 +61,16 @@
 //!   unusual paddings use im2col / shifted-row tiles with the `gemm` crate
 //!   (and col2im for the strided input gradient), which are also the
 //!   reference the direct kernels are tested against. Every route tiles the
-//!   output rows (rayon over sample × tile, ≤ ~1 MiB of buffer per task,
-//!   nothing volume-sized besides the result) and sums the weight gradient in
-//!   a fixed order, so results do not depend on the thread count. A
-//!   transposed convolution runs the input-gradient kernel forward and the
-//!   forward kernel backward.
+//!   output rows (rayon over sample × tile, ≤ ~1 MiB of buffer per task)
+//!   and sums the weight gradient in a fixed order, so results do not depend
+//!   on the thread count. Stride-1 direct convolutions read a copy of the
+//!   input zero-padded once per call (`conv/padded.rs`, about the input's
+//!   size); strided ones copy the rows each tile reads; nothing else
+//!   volume-sized is allocated besides the result. A transposed convolution
+//!   runs the input-gradient kernel forward and the forward kernel backward.
+//!   On the CPU the bias is added inside the op and its gradient is one
+//!   channel-sum pass (`conv/bias.rs`), which saves the volume-sized `y + b`
+//!   tensor and candle's zero-fill + add of its gradient.
 //! * Pooling and up-sampling: direct loops, rayon over `N·C` planes; backward
 //!   is the exact adjoint (scatter-add into the plane owned by the task).
 //!   Trilinear uses per-axis tables of `(i0, i1, λ0, λ1)` computed as PyTorch

@@ -344,7 +344,8 @@ impl TileInput<'_> {
                     s.offs.0 = PADDED_OFFSETS;
                 }
                 let base = p.tile_base(g, first_channel, r0);
-                let reach = s.offs.1.iter().max().copied().unwrap_or(0) + lay.cols_pad;
+                // tap offsets grow with (ci, kz, ky, kx): the last is the largest
+                let reach = s.offs.1.last().copied().unwrap_or(0) + lay.cols_pad;
                 assert!(
                     base + reach <= p.data().len(),
                     "padded input too short for the tile"
@@ -930,7 +931,8 @@ mod tests {
         }
     }
 
-    /// Odd shapes: strides, paddings, dilations, groups, channel counts that
+    /// Odd shapes (both input routes: the once-padded input and the per-tile
+    /// copies): strides, paddings, dilations, groups, channel counts that
     /// are not multiples of the micro-kernel blocks (and more than two vectors
     /// of them), W shorter than a vector or a multiple of one, multi-row
     /// tiles, batch > 1.
@@ -998,6 +1000,9 @@ mod tests {
             ),
             geom(1, 4, 33, 1, [5, 6, 21], [3, 3, 3], [2; 3], [1; 3], [1; 3]),
             geom(1, 36, 5, 1, [5, 7, 9], [3, 3, 3], [2; 3], [1; 3], [1; 3]),
+            // stride 1 with more than twice as many input as output channels:
+            // copied rows instead of the once-padded input
+            geom(2, 9, 2, 1, [5, 6, 7], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
         ]
     }
 

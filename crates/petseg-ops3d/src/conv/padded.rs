@@ -28,9 +28,13 @@ pub(super) struct Padded {
 }
 
 impl Padded {
-    /// True when `g` can read a once-padded input (stride 1 on every axis).
+    /// True when `g` reads a once-padded input: stride 1 on every axis, and
+    /// no more than twice as many input as output channels, so that the copy
+    /// stays within the input and output's size (the input gradient of a
+    /// 2 → 16 convolution would otherwise pad 16 channels to produce 2; peak
+    /// memory is bounded by ~1.5× the tensors of the op, see the README).
     pub fn applies(g: &ConvGeom) -> bool {
-        g.stride == [1; 3]
+        g.stride == [1; 3] && g.c <= 2 * g.o
     }
 
     /// Zero elements after the last channel: a tile reads at most `cols_pad`
@@ -102,7 +106,7 @@ impl Padded {
     }
 
     /// Offset of every tap `(ci, kz, ky, kx)` of one group, in weight order,
-    /// relative to [`Padded::tile_base`].
+    /// relative to [`Padded::tile_base`]; increasing, so the last is the largest.
     pub fn tap_offsets(&self, g: &ConvGeom, offs: &mut Vec<usize>) {
         let [kd, kh, kw] = g.kernel;
         let [dd, dh, dw] = g.dilation;
