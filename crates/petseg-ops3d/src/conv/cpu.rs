@@ -317,12 +317,25 @@ fn from_f32<T: Elem>(v: Vec<f32>) -> Vec<T> {
 
 /// Direct SIMD forward (f32): rayon over (sample, tile of output rows).
 pub(super) fn direct_fwd(isa: direct::Isa, g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let padded = direct::Padded::applies(g).then(|| direct::Padded::new(g, x, isa.widest_block()));
+    direct_fwd_on(isa, g, x, padded.as_ref(), w)
+}
+
+/// [`direct_fwd`] reading `x` through `padded` when given (a copy of `x`
+/// padded for `g`, possibly shared with other geometries), else through
+/// per-tile copies.
+pub(super) fn direct_fwd_on(
+    isa: direct::Isa,
+    g: &ConvGeom,
+    x: &[f32],
+    padded: Option<&direct::Padded>,
+    w: &[f32],
+) -> Vec<f32> {
     let plan = TilePlan::direct(g, min_tiles_per_item(g));
     let (out_vol, krows, og) = (g.out_vol(), g.krows(), g.og());
     let packed: Vec<Vec<f32>> = (0..g.groups)
         .map(|grp| direct::pack_weights(isa, g, &w[grp * og * krows..][..og * krows]))
         .collect();
-    let padded = direct::Padded::applies(g).then(|| direct::Padded::new(g, x, isa.widest_block()));
     let compute = |y: &mut [std::mem::MaybeUninit<f32>]| {
         let yp = SharedMut(y.as_mut_ptr().cast::<f32>());
         plan.tasks(g.n).par_iter().for_each_init(
@@ -330,7 +343,7 @@ pub(super) fn direct_fwd(isa: direct::Isa, g: &ConvGeom, x: &[f32], w: &[f32]) -
             |s: &mut direct::Scratch, &(b, ti)| {
                 let (r0, r1) = plan.tile(ti);
                 for (grp, wpk) in packed.iter().enumerate() {
-                    let input = tile_input(g, x, padded.as_ref(), b, grp);
+                    let input = tile_input(g, x, padded, b, grp);
                     // SAFETY: tile (b, ti) writes only rows [r0, r1) of its sample's output.
                     unsafe {
                         let y_g = yp.ptr().add((b * g.o + grp * og) * out_vol);

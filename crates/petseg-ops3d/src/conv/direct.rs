@@ -174,12 +174,13 @@ struct TileLayout {
 }
 
 impl TileLayout {
-    fn new(g: &ConvGeom, isa: Isa, r0: usize, r1: usize) -> Self {
+    /// The layout of rows `[r0, r1)` read from `input` (whose rows set the pitch).
+    fn new(g: &ConvGeom, isa: Isa, input: &TileInput, r0: usize, r1: usize) -> Self {
         let [kd, kh, kw] = g.kernel;
         let [_, sh, sw] = g.stride;
         let (dh, dw) = (g.dilation[1], g.dilation[2]);
         debug_assert_eq!(r0 / g.output[1], (r1 - 1) / g.output[1]);
-        let op = row_pitch(g);
+        let op = input.row_pitch(g);
         let cb = isa.col_block();
         let cols_pad = ((r1 - r0) * op).div_ceil(cb) * cb;
         let h_shift = (kh - 1) * dh / sh;
@@ -318,6 +319,16 @@ pub(super) enum TileInput<'a> {
 }
 
 impl TileInput<'_> {
+    /// Row pitch of the input the kernels read, which is also the tile's:
+    /// the buffer's for per-tile copies, the padded extent along W otherwise
+    /// (at least the buffer's; larger when shared with wider geometries).
+    fn row_pitch(&self, g: &ConvGeom) -> usize {
+        match self {
+            TileInput::Rows(_) => row_pitch(g),
+            TileInput::Padded(p, _) => p.ext[2],
+        }
+    }
+
     /// Makes the input of output rows `[r0, r1)` readable by the
     /// micro-kernels: fills `s.offs` with the tap offsets and returns the
     /// pointer they are relative to, valid for reads of
@@ -381,7 +392,7 @@ pub(super) unsafe fn fwd_tile(
     s: &mut Scratch,
     y_g: *mut f32,
 ) {
-    let lay = TileLayout::new(g, isa, r0, r1);
+    let lay = TileLayout::new(g, isa, &input, r0, r1);
     let x0 = input.prepare(g, &lay, r0, r1, s);
     let (og, taps, wo, out_vol, ob) = (
         g.og(),
@@ -485,7 +496,7 @@ pub(super) fn wgrad_tile(
     s: &mut Scratch,
     acc_g: &mut [f32],
 ) {
-    let lay = TileLayout::new(g, isa, r0, r1);
+    let lay = TileLayout::new(g, isa, &input, r0, r1);
     let x0 = input.prepare(g, &lay, r0, r1, s);
     let (og, taps, wo, out_vol, lanes) = (g.og(), g.krows(), g.output[2], g.out_vol(), isa.lanes());
     let nvec = og.div_ceil(lanes);

@@ -20,11 +20,15 @@ use crate::elem::written_vec;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-/// A zero-padded copy of all `n·c` input channels of a stride-1 convolution.
+/// A zero-padded copy of all `n·c` input channels of one or more stride-1
+/// convolutions of the same input.
 pub(super) struct Padded {
     data: Vec<f32>,
     /// Padded extents `[E_d, E_h, E_w]`.
     pub ext: [usize; 3],
+    /// Zeros before the input on each axis (the largest padding of the
+    /// geometries it was made for).
+    lo: [usize; 3],
 }
 
 impl Padded {
@@ -44,19 +48,35 @@ impl Padded {
         ext[2] + 2 * col_block
     }
 
-    /// Pads `x [n, c, D, H, W]`; `col_block` is the widest column block of
-    /// the micro-kernels that will read it. Rayon over channels.
+    /// Pads `x [n, c, D, H, W]` for the stride-1 geometry `g`; `col_block` is
+    /// the widest column block of the micro-kernels that will read it.
     pub fn new(g: &ConvGeom, x: &[f32], col_block: usize) -> Self {
-        debug_assert!(Self::applies(g));
+        Self::shared(std::slice::from_ref(g), x, col_block)
+    }
+
+    /// Pads `x` once for several stride-1 geometries over the same input
+    /// (`n`, `c` and `input` equal; the sub-pixel phases of a strided input
+    /// gradient): the largest padding of any of them before the input, and
+    /// enough extent after it for the widest read of each. Rayon over channels.
+    pub fn shared(geoms: &[ConvGeom], x: &[f32], col_block: usize) -> Self {
+        let g = &geoms[0];
+        debug_assert!(geoms
+            .iter()
+            .all(|p| p.stride == [1; 3] && (p.n, p.c, p.input) == (g.n, g.c, g.input)));
+        let lo: [usize; 3] =
+            std::array::from_fn(|a| geoms.iter().map(|p| p.padding[a]).max().unwrap_or(0));
         let ext: [usize; 3] = std::array::from_fn(|a| {
-            let reach = g.output[a] - 1 + (g.kernel[a] - 1) * g.dilation[a] + 1;
-            (g.input[a] + 2 * g.padding[a]).max(reach)
+            let widest = geoms.iter().map(|p| {
+                let reach = p.output[a] - 1 + (p.kernel[a] - 1) * p.dilation[a] + 1;
+                lo[a] - p.padding[a] + reach.max(p.input[a] + 2 * p.padding[a])
+            });
+            widest.max().unwrap_or(0)
         });
         let chan = ext.iter().product::<usize>();
         let channels = g.n * g.c;
         let len = channels * chan + Self::slack(ext, col_block);
         let [id, ih, iw] = g.input;
-        let [pd, ph, pw] = g.padding;
+        let [pd, ph, pw] = lo;
         let pad = |spare: &mut [MaybeUninit<f32>]| {
             let (body, tail) = spare.split_at_mut(channels * chan);
             tail.fill(MaybeUninit::new(0.0));
@@ -84,7 +104,7 @@ impl Padded {
         // SAFETY: every element is written: each channel's planes and rows in
         // full (the n·c channels cover the body), then the slack.
         let data = unsafe { written_vec(len, pad) };
-        Padded { data, ext }
+        Padded { data, ext, lo }
     }
 
     /// Elements per padded channel.
@@ -99,10 +119,13 @@ impl Padded {
     }
 
     /// Offset of the voxel read by tap (0, 0, 0) of output row `r` (depth
-    /// plane · rows + row), column 0, in channel `first_channel`.
+    /// plane · rows + row), column 0, of geometry `g`, in channel
+    /// `first_channel` (the input starts `lo − g.padding` later on each axis
+    /// than `g` alone would need).
     pub fn tile_base(&self, g: &ConvGeom, first_channel: usize, r: usize) -> usize {
         let (oz, oy) = (r / g.output[1], r % g.output[1]);
-        first_channel * self.chan() + (oz * self.ext[1] + oy) * self.ext[2]
+        let [sz, sy, sx]: [usize; 3] = std::array::from_fn(|a| self.lo[a] - g.padding[a]);
+        first_channel * self.chan() + ((oz + sz) * self.ext[1] + oy + sy) * self.ext[2] + sx
     }
 
     /// Offset of every tap `(ci, kz, ky, kx)` of one group, in weight order,

@@ -11,8 +11,8 @@
 //! (no zeros inserted, no col2im scatter), and their results are interleaved
 //! into `gx`.
 
-use super::cpu::direct_fwd;
-use super::direct::Isa;
+use super::cpu::direct_fwd_on;
+use super::direct::{Isa, Padded};
 use super::geom::ConvGeom;
 
 /// The taps of one phase along one axis, as a stride-1 convolution of `gy`.
@@ -73,9 +73,8 @@ fn phases(g: &ConvGeom) -> Option<[Vec<AxisPhase>; 3]> {
 /// (stride 1, or a padding larger than the dilated kernel).
 pub(super) fn dgrad(isa: Isa, g: &ConvGeom, gy: &[f32], w: &[f32]) -> Option<Vec<f32>> {
     let axes = phases(g)?;
-    let mut gx = vec![0.0f32; g.x_len()];
-    let (cg, og, kvol) = (g.cg(), g.og(), g.kvol());
-    let [_, kh, kw] = g.kernel;
+    // every phase with at least one tap and one output voxel: (phase, its stride-1 geometry)
+    let mut parts = Vec::new();
     for (pd, ad) in axes[0].iter().enumerate() {
         for (phh, ah) in axes[1].iter().enumerate() {
             for (pw, aw) in axes[2].iter().enumerate() {
@@ -96,32 +95,47 @@ pub(super) fn dgrad(isa: Isa, g: &ConvGeom, gy: &[f32], w: &[f32]) -> Option<Vec
                     dilation: [ad.dilation, ah.dilation, aw.dilation],
                     output,
                 };
-                // phase kernel [c, og, kernel]: w[o, ci, taps] per group
-                let pvol = gp.kvol();
-                let mut wp = vec![0.0f32; g.c * og * pvol];
-                for grp in 0..g.groups {
-                    for oi in 0..og {
-                        for ci in 0..cg {
-                            let src = &w[((grp * og + oi) * cg + ci) * kvol..][..kvol];
-                            let dst = &mut wp[((grp * cg + ci) * og + oi) * pvol..][..pvol];
-                            let mut q = 0;
-                            for &z in &ad.taps {
-                                for &y in &ah.taps {
-                                    for &x in &aw.taps {
-                                        dst[q] = src[(z * kh + y) * kw + x];
-                                        q += 1;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                let yp = direct_fwd(isa, &gp, gy, &wp);
-                scatter(g, [pd, phh, pw], output, &yp, &mut gx);
+                parts.push(([pd, phh, pw], [ad, ah, aw], gp));
             }
         }
     }
+    // the phases all read gy: pad it once for all of them
+    let geoms: Vec<ConvGeom> = parts.iter().map(|p| p.2).collect();
+    let padded = (!geoms.is_empty()).then(|| Padded::shared(&geoms, gy, isa.widest_block()));
+    let mut gx = vec![0.0f32; g.x_len()];
+    for (ph, [ad, ah, aw], gp) in &parts {
+        let wp = phase_kernel(g, [ad, ah, aw], gp, w);
+        let yp = direct_fwd_on(isa, gp, gy, padded.as_ref(), &wp);
+        scatter(g, *ph, gp.output, &yp, &mut gx);
+    }
     Some(gx)
+}
+
+/// The kernel of one phase, `[c, og, taps of the phase]`: `w[o, ci, taps]`
+/// transposed per group, keeping the taps of the phase in the order the
+/// phase convolution uses them.
+fn phase_kernel(g: &ConvGeom, axes: [&AxisPhase; 3], gp: &ConvGeom, w: &[f32]) -> Vec<f32> {
+    let (cg, og, kvol, pvol) = (g.cg(), g.og(), g.kvol(), gp.kvol());
+    let [_, kh, kw] = g.kernel;
+    let mut wp = vec![0.0f32; g.c * og * pvol];
+    for grp in 0..g.groups {
+        for oi in 0..og {
+            for ci in 0..cg {
+                let src = &w[((grp * og + oi) * cg + ci) * kvol..][..kvol];
+                let dst = &mut wp[((grp * cg + ci) * og + oi) * pvol..][..pvol];
+                let mut q = 0;
+                for &z in &axes[0].taps {
+                    for &y in &axes[1].taps {
+                        for &x in &axes[2].taps {
+                            dst[q] = src[(z * kh + y) * kw + x];
+                            q += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    wp
 }
 
 /// Writes the phase result `yp [n, c, len]` to `gx` at `s·m + π` per axis.
