@@ -377,7 +377,6 @@ fn tile_input<'a>(
 /// Forward convolution with the im2col/shifted-row + `gemm` kernels (any
 /// element type; the reference of the direct kernels).
 pub(super) fn gemm_fwd<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
-    let mut y = vec![T::from_f64(0.0); g.y_len()];
     let plan = TilePlan::gemm(g, std::mem::size_of::<T>(), min_tiles_per_item(g));
     let wr = w_ranges(g);
     let (in_vol, out_vol, krows, cg, og, wo) = (
@@ -388,56 +387,61 @@ pub(super) fn gemm_fwd<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
         g.og(),
         g.output[2],
     );
-    let yp = SharedMut(y.as_mut_ptr());
-    plan.tasks(g.n).par_iter().for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(col, ytile): &mut (Vec<T>, Vec<T>), &(b, ti)| {
-            let (r0, r1) = plan.tile(ti);
-            let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
-            for grp in 0..g.groups {
-                let xg = &x[(b * g.c + grp * cg) * in_vol..][..cg * in_vol];
-                if rows::applies(g) {
-                    // SAFETY: tile (b, ti) writes only rows [r0, r1) of its sample's output.
+    let compute = |y: &mut [std::mem::MaybeUninit<T>]| {
+        let yp = SharedMut(y.as_mut_ptr().cast::<T>());
+        plan.tasks(g.n).par_iter().for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(col, ytile): &mut (Vec<T>, Vec<T>), &(b, ti)| {
+                let (r0, r1) = plan.tile(ti);
+                let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
+                for grp in 0..g.groups {
+                    let xg = &x[(b * g.c + grp * cg) * in_vol..][..cg * in_vol];
+                    if rows::applies(g) {
+                        // SAFETY: tile (b, ti) writes only rows [r0, r1) of its sample's output.
+                        unsafe {
+                            let y_g = yp.ptr().add((b * g.o + grp * og) * out_vol);
+                            rows::fwd_tile(
+                                g,
+                                xg,
+                                &w[grp * og * krows..][..og * krows],
+                                r0,
+                                r1,
+                                col,
+                                ytile,
+                                y_g,
+                            );
+                        }
+                        continue;
+                    }
+                    let rhs = if g.is_pointwise() {
+                        (xg[p0..].as_ptr(), 1, in_vol as isize)
+                    } else {
+                        col.resize(krows * cols, T::from_f64(0.0));
+                        im2col(g, xg, r0, r1, &wr, col);
+                        (col.as_ptr(), 1, cols as isize)
+                    };
+                    // SAFETY: tile (b, ti) writes columns [p0, p0+cols) of its own rows
+                    // of y; tiles are disjoint.
                     unsafe {
-                        let y_g = yp.ptr().add((b * g.o + grp * og) * out_vol);
-                        rows::fwd_tile(
-                            g,
-                            xg,
-                            &w[grp * og * krows..][..og * krows],
-                            r0,
-                            r1,
-                            col,
-                            ytile,
-                            y_g,
+                        let dst = yp.ptr().add((b * g.o + grp * og) * out_vol + p0);
+                        matmul(
+                            og,
+                            cols,
+                            krows,
+                            (dst, 1, out_vol as isize),
+                            false,
+                            (w[grp * og * krows..].as_ptr(), 1, krows as isize),
+                            rhs,
                         );
                     }
-                    continue;
                 }
-                let rhs = if g.is_pointwise() {
-                    (xg[p0..].as_ptr(), 1, in_vol as isize)
-                } else {
-                    col.resize(krows * cols, T::from_f64(0.0));
-                    im2col(g, xg, r0, r1, &wr, col);
-                    (col.as_ptr(), 1, cols as isize)
-                };
-                // SAFETY: tile (b, ti) writes columns [p0, p0+cols) of its own rows
-                // of y; tiles are disjoint.
-                unsafe {
-                    let dst = yp.ptr().add((b * g.o + grp * og) * out_vol + p0);
-                    matmul(
-                        og,
-                        cols,
-                        krows,
-                        (dst, 1, out_vol as isize),
-                        false,
-                        (w[grp * og * krows..].as_ptr(), 1, krows as isize),
-                        rhs,
-                    );
-                }
-            }
-        },
-    );
-    y
+            },
+        );
+    };
+    // SAFETY: the tiles cover every output row of every sample and group;
+    // rows::fwd_tile copies all `wo` columns of its rows and `matmul` (not
+    // accumulating) writes every column of its tile, for all `og` channels.
+    unsafe { written_vec(g.y_len(), compute) }
 }
 
 /// Input gradient (also the transposed-convolution forward):
@@ -459,6 +463,40 @@ pub(crate) fn conv_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
     gemm_dgrad(g, gy, w)
 }
 
+/// Input gradient of a 1×1×1 convolution without stride or padding: per
+/// tile of voxels `gx = W_gᵀ · gy` (a plain matrix product; every element of
+/// `gx` is written once, so it starts uninitialised).
+fn pointwise_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
+    let (vol, cg, og, wo) = (g.in_vol(), g.cg(), g.og(), g.output[2]);
+    let plan = TilePlan::gemm(g, std::mem::size_of::<T>(), min_tiles_per_item(g));
+    let compute = |gx: &mut [std::mem::MaybeUninit<T>]| {
+        let gxp = SharedMut(gx.as_mut_ptr().cast::<T>());
+        plan.tasks(g.n).par_iter().for_each(|&(b, ti)| {
+            let (r0, r1) = plan.tile(ti);
+            let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
+            for grp in 0..g.groups {
+                // SAFETY: the tile writes only its own columns of gx.
+                unsafe {
+                    let dst = gxp.ptr().add((b * g.c + grp * cg) * vol + p0);
+                    let rhs = gy[(b * g.o + grp * og) * vol + p0..].as_ptr();
+                    matmul(
+                        cg,
+                        cols,
+                        og,
+                        (dst, 1, vol as isize),
+                        false,
+                        (w[grp * og * cg..].as_ptr(), cg as isize, 1),
+                        (rhs, 1, vol as isize),
+                    );
+                }
+            }
+        });
+    };
+    // SAFETY: the tiles cover all voxels of every sample, and each writes
+    // (without accumulating) all `cg` channels of every group at its voxels.
+    unsafe { written_vec(g.x_len(), compute) }
+}
+
 /// Input gradient with `gemm` + col2im (any element type and geometry; the
 /// reference of the other routes).
 ///
@@ -466,6 +504,9 @@ pub(crate) fn conv_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
 /// depth planes thick enough that slabs two apart never touch the same input
 /// plane, so all even slabs run in parallel, then all odd ones.
 pub(super) fn gemm_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
+    if g.is_pointwise() {
+        return pointwise_dgrad(g, gy, w);
+    }
     let mut gx = vec![T::from_f64(0.0); g.x_len()];
     let (in_vol, out_vol, krows, cg, og, wo, oh) = (
         g.in_vol(),
@@ -478,30 +519,6 @@ pub(super) fn gemm_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
     );
     let gxp = SharedMut(gx.as_mut_ptr());
     let lhs_t = |grp: usize| (w[grp * og * krows..].as_ptr(), krows as isize, 1isize);
-    if g.is_pointwise() {
-        let plan = TilePlan::gemm(g, std::mem::size_of::<T>(), min_tiles_per_item(g));
-        plan.tasks(g.n).par_iter().for_each(|&(b, ti)| {
-            let (r0, r1) = plan.tile(ti);
-            let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
-            for grp in 0..g.groups {
-                // SAFETY: pointwise: the tile writes only its own columns of gx.
-                unsafe {
-                    let dst = gxp.ptr().add((b * g.c + grp * cg) * in_vol + p0);
-                    let rhs = gy[(b * g.o + grp * og) * out_vol + p0..].as_ptr();
-                    matmul(
-                        cg,
-                        cols,
-                        og,
-                        (dst, 1, in_vol as isize),
-                        false,
-                        lhs_t(grp),
-                        (rhs, 1, out_vol as isize),
-                    );
-                }
-            }
-        });
-        return gx;
-    }
     let slab = ((g.kernel[0] - 1) * g.dilation[0] / g.stride[0]).max(1);
     let nslabs = g.output[0].div_ceil(slab);
     let plan = TilePlan::gemm(g, std::mem::size_of::<T>(), 1);
