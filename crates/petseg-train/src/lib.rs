@@ -29,9 +29,45 @@
 //! not generator states, and on the CPU with a fixed thread count a resumed
 //! run reproduces the uninterrupted one bit for bit (tested).
 //!
-//! ## Not done
-//! bf16 autocast under the `cuda` feature is not implemented: training runs
-//! in f32 on the CPU.
+//! ## Devices and precision
+//! The run config's `device` (`"cpu"` default, `"cuda"`, `"cuda:N"`) and
+//! `precision` (`"f32"` default, `"bf16"`) choose where and how the network
+//! computes ([`compute`]); `petseg train/predict/demo` take `--device` and
+//! `--precision`. CUDA needs the `cuda` cargo feature (`cargo build --release
+//! -p petseg-cli --features cuda`); a build without it refuses a CUDA device
+//! with a clear error before anything is written. Batches are prepared on the
+//! CPU and copied to the device; the loss, the AdamW update and the
+//! sliding-window blending run on the CPU in f32 whatever the device (the
+//! loss kernels of `petseg-losses` and our AdamW are host code), so a GPU
+//! speeds up the network's forward and backward passes only.
+//!
+//! `bf16` is autocast in PyTorch's sense: the master weights stay f32 `Var`s
+//! (AdamW moments, checkpoints and saved weights are f32, under the same
+//! MONAI keys, and load into an f32 run); the input is cast to bf16 and each
+//! convolution casts its weight and bias to bf16 in its forward pass, so the
+//! gradients flow back through the casts into the f32 variables; norms keep
+//! f32 parameters and statistics (BatchNorm running statistics are updated
+//! in f32); the logits are cast to f32 before the loss and the softmax, so
+//! losses, validation and predicted probabilities are f32. Tested on the CPU
+//! (`tests/precision.rs`, `tests/predict.rs`, petseg-models'
+//! `tests/autocast.rs`): the first bf16 training loss is within 6e-5 of
+//! f32's on the tiny test run, every trainable variable receives a gradient,
+//! a bf16 run resumes bit-exactly.
+//!
+//! What bf16 gives today is limited: candle's own ops (element-wise ops,
+//! matmul, softmax) run natively in bf16 on CUDA, but petseg-ops3d's
+//! convolutions, norms, pooling and up-sampling compute in f32 internally
+//! (they cast bf16 inputs to f32 and the result back; there is no bf16
+//! tensor-core convolution yet), so the compute-bound convolutions are not
+//! faster in bf16. Nor is memory saved: the ops cast their bf16 input to an
+//! f32 copy inside the autograd graph, which keeps that copy, the f32 output
+//! and the bf16 output of every layer (measured on the CPU: 1.6× the f32
+//! run's peak memory, see the README). On the CPU bf16 is also slower than
+//! f32 (1.8×: the same f32 kernels plus the casts) and `petseg` prints a
+//! one-line warning; it is allowed because it is how bf16 is tested. **Nothing of this crate has run
+//! on a GPU yet** (petseg-ops3d's op-by-op CUDA check has, see its README):
+//! `scripts/gpu-train-check.sh` is the prepared check for a machine with one
+//! (see the crate README, "GPU").
 
 pub mod checkpoint;
 pub mod compute;
