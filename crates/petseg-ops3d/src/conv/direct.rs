@@ -254,6 +254,17 @@ fn fill(g: &ConvGeom, xg: &[f32], r0: usize, r1: usize, lay: &TileLayout, buf: &
                     let iy = ((oy0 + j) * sh + hph) as isize - g.padding[1] as isize;
                     let src = (iz >= 0 && iz < id && iy >= 0 && iy < ih)
                         .then(|| &xc[(iz * ih + iy) as usize * iw..][..iw]);
+                    if sw == 2 {
+                        // both W phases in one pass over the row
+                        let (even, odd) = runs.split_at_mut(lay.blk);
+                        let (even, odd) = (&mut even[j * op..][..op], &mut odd[j * op..][..op]);
+                        even.fill(0.0);
+                        odd.fill(0.0);
+                        if let Some(src) = src {
+                            deinterleave2(src, pw, even, odd);
+                        }
+                        continue;
+                    }
                     for (wph, &(i0, first, n)) in spans.iter().enumerate() {
                         let row = &mut runs[wph * lay.blk + j * op..][..op];
                         let Some(src) = src else {
@@ -277,6 +288,33 @@ fn fill(g: &ConvGeom, xg: &[f32], r0: usize, r1: usize, lay: &TileLayout, buf: &
                     runs[wph * lay.blk + lay.rows * op..(wph + 1) * lay.blk].fill(0.0);
                 }
             }
+        }
+    }
+}
+
+/// Splits an input row into the two W phases of a stride-2 convolution:
+/// padded column `c = i + pw` of `src[i]` goes to phase `c mod 2` at index
+/// `c / 2` (`even`, `odd` are zeroed phase rows long enough for them). Written
+/// as pairs so that the compiler vectorises the de-interleave.
+fn deinterleave2(src: &[f32], pw: usize, even: &mut [f32], odd: &mut [f32]) {
+    let pairs = src.len() / 2;
+    // src[2m] → first[m + a], src[2m + 1] → second[m + b]
+    let (first, second, a, b) = if pw.is_multiple_of(2) {
+        (even, odd, pw / 2, pw / 2)
+    } else {
+        (odd, even, pw / 2, pw / 2 + 1)
+    };
+    for ((f, s), pair) in first[a..a + pairs]
+        .iter_mut()
+        .zip(&mut second[b..b + pairs])
+        .zip(src.chunks_exact(2))
+    {
+        *f = pair[0];
+        *s = pair[1];
+    }
+    if let [.., last] = src {
+        if src.len() % 2 == 1 {
+            first[a + pairs] = *last;
         }
     }
 }
