@@ -467,15 +467,27 @@ pub(super) unsafe fn fwd_tile(
         }
         for r in r0..r1 {
             let row = &s.tile[(r - r0) * lay.op * og_pad..][..wo * og_pad];
-            for o0 in (0..og).step_by(16) {
-                for o in o0..(o0 + 16).min(og) {
-                    // SAFETY: row r of channel o lies in this group's output,
-                    // exclusive per contract; wo elements.
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut(y_g.add(o * out_vol + r * wo), wo)
-                    };
-                    for (d, src) in dst.iter_mut().zip(row.chunks_exact(og_pad)) {
-                        *d = src[o];
+            // 16 × 16 blocks (columns × channels): read as rows, written as columns
+            let mut block = [[0.0f32; 16]; 16];
+            for i0 in (0..wo).step_by(16) {
+                let ni = (wo - i0).min(16);
+                for o0 in (0..og).step_by(16) {
+                    let no = (og - o0).min(16);
+                    for (i, b) in block.iter_mut().enumerate().take(ni) {
+                        b[..no].copy_from_slice(&row[(i0 + i) * og_pad + o0..][..no]);
+                    }
+                    for o in 0..no {
+                        // SAFETY: columns [i0, i0 + ni) of row r of channel o0 + o lie
+                        // in this group's output, exclusive per contract.
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                y_g.add((o0 + o) * out_vol + r * wo + i0),
+                                ni,
+                            )
+                        };
+                        for (d, b) in dst.iter_mut().zip(&block) {
+                            *d = b[o];
+                        }
                     }
                 }
             }
