@@ -496,6 +496,34 @@ pub(super) unsafe fn fwd_tile(
     }
     let cb = isa.col_block();
     let chunk = FWD_KK_CHUNK * g.kernel[2];
+    if og.is_multiple_of(ob) && wo.is_multiple_of(isa.lanes()) {
+        // every row is whole vectors and every block whole channels: the
+        // micro-kernel writes straight into y, row by row (no tile, no copy,
+        // no computed-and-dropped columns)
+        for r in r0..r1 {
+            let xr = x0.wrapping_add((r - r0) * lay.op);
+            for c0 in (0..wo).step_by(cb) {
+                let nv = (wo - c0).min(cb) / isa.lanes();
+                for t0 in (0..taps).step_by(chunk) {
+                    let offs = &s.offs.1[t0..(t0 + chunk).min(taps)];
+                    for b in 0..nb {
+                        // SAFETY: reads x0[(r − r0)·op + c0 + off + j] for j < nv·lanes
+                        // ≤ wo − c0, below (rows − 1)·op + wo + max(off) ≤ the reach
+                        // `prepare` checked; the packed weights of block b from tap t0
+                        // (checked length); reads/writes columns [c0, c0 + nv·lanes) of
+                        // row r of channels b·ob.. b·ob + ob ≤ og of this group's output,
+                        // exclusive per contract.
+                        unsafe {
+                            let w = wpk.as_ptr().add((b * taps + t0) * ob);
+                            let y = y_g.add(b * ob * out_vol + r * wo + c0);
+                            kernels::fwd(isa, nv, xr.add(c0), offs, w, y, out_vol, t0 > 0);
+                        }
+                    }
+                }
+            }
+        }
+        return;
+    }
     s.tile.resize(nb * ob * lay.cols_pad, 0.0);
     for c0 in (0..lay.cols_pad).step_by(cb) {
         for t0 in (0..taps).step_by(chunk) {
@@ -509,7 +537,7 @@ pub(super) unsafe fn fwd_tile(
                     let x = x0.add(c0);
                     let w = wpk.as_ptr().add((b * taps + t0) * ob);
                     let y = s.tile.as_mut_ptr().add(b * ob * lay.cols_pad + c0);
-                    kernels::fwd(isa, x, offs, w, y, lay.cols_pad, t0 > 0);
+                    kernels::fwd(isa, FWD_NV, x, offs, w, y, lay.cols_pad, t0 > 0);
                 }
             }
         }
@@ -619,13 +647,16 @@ mod kernels {
     use super::{Isa, FWD_NV, OC_V, WG_NR, WG_OUT};
 
     /// `y[o·ystride + j] (+)= Σ_t w[t·ob + o] · x[offs[t] + j]` for
-    /// `o < isa.ob()`, `j < NV·lanes`; `+=` when `accumulate`.
+    /// `o < isa.ob()`, `j < nv·lanes` (`nv` = 1, 2 or [`FWD_NV`] vectors);
+    /// `+=` when `accumulate`.
     ///
     /// # Safety
     /// Every pointer must be valid for the reads and writes above, and the
     /// CPU must support `isa`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn fwd(
         isa: Isa,
+        nv: usize,
         x: *const f32,
         offs: &[usize],
         w: *const f32,
@@ -633,13 +664,22 @@ mod kernels {
         ystride: usize,
         accumulate: bool,
     ) {
+        debug_assert!((1..=FWD_NV).contains(&nv));
         // SAFETY: forwarded from the caller; `isa` was detected on this CPU.
         unsafe {
-            match isa {
+            match (isa, nv) {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => avx512::fwd::<8, FWD_NV>(x, offs, w, y, ystride, accumulate),
+                (Isa::Avx512, 1) => avx512::fwd::<8, 1>(x, offs, w, y, ystride, accumulate),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => avx2::fwd::<4, FWD_NV>(x, offs, w, y, ystride, accumulate),
+                (Isa::Avx512, 2) => avx512::fwd::<8, 2>(x, offs, w, y, ystride, accumulate),
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx512, _) => avx512::fwd::<8, FWD_NV>(x, offs, w, y, ystride, accumulate),
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx2, 1) => avx2::fwd::<4, 1>(x, offs, w, y, ystride, accumulate),
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx2, 2) => avx2::fwd::<4, 2>(x, offs, w, y, ystride, accumulate),
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx2, _) => avx2::fwd::<4, FWD_NV>(x, offs, w, y, ystride, accumulate),
                 #[cfg(not(target_arch = "x86_64"))]
                 _ => unreachable!("no SIMD kernels off x86-64"),
             }
@@ -1064,6 +1104,12 @@ mod tests {
             // stride 1 with more than twice as many input as output channels:
             // copied rows instead of the once-padded input
             geom(2, 9, 2, 1, [5, 6, 7], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
+            // whole vectors per row and whole channel blocks: the forward
+            // writes straight into y (rows of 1, 2, 3 + 1 and 3 + 2 vectors)
+            geom(1, 5, 16, 1, [4, 5, 32], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
+            geom(2, 3, 8, 1, [3, 4, 64], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
+            geom(1, 4, 24, 1, [5, 6, 80], [3, 3, 3], [1; 3], [2; 3], [2; 3]),
+            geom(1, 3, 16, 1, [4, 3, 16], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
         ]
     }
 
