@@ -12,8 +12,12 @@
 //! reads tap `(ky, kx)` in run `(ky·dh mod sh, kx·dw mod sw)` at
 //! `(t + ⌊ky·dh/sh⌋)·op + ow + ⌊kx·dw/sw⌋`: every tap is a contiguous run at a
 //! fixed offset whatever the stride, padding or dilation, and each input row
-//! is copied once per `kz`. The tile's output is computed with row pitch `op`
-//! (the `op − wo` extra columns per row are computed and dropped).
+//! is copied once per `kz`. Stride-1 convolutions skip the copy: they read
+//! the same layout from an input padded once per call (`padded.rs`, one
+//! phase, `op = E_w`). The tile's output is computed with row pitch `op`
+//! (the `op − wo` extra columns per row are computed and dropped), except
+//! where the column-vector kernel can write whole rows straight into `y`
+//! (rows of whole vectors, whole channel blocks).
 //!
 //! * Forward micro-kernel: `OB` output channels × `NV` vectors of columns of
 //!   accumulators; per tap, `NV` loads, `OB` broadcasts of the weights and
