@@ -323,6 +323,17 @@ fn deinterleave2(src: &[f32], pw: usize, even: &mut [f32], odd: &mut [f32]) {
     }
 }
 
+/// Copies `src` (at most 16 values) to the start of `dst`; a full block is a
+/// fixed-size copy the compiler turns into vector moves instead of a
+/// `memmove` call.
+#[inline]
+fn copy_upto16(dst: &mut [f32; 16], src: &[f32]) {
+    match <&[f32; 16]>::try_from(src) {
+        Ok(full) => *dst = *full,
+        Err(_) => dst[..src.len()].copy_from_slice(src),
+    }
+}
+
 /// Weights of one group packed for the forward micro-kernel:
 /// `[o-block][tap][ob]` (`ob` from [`fwd_block`]), zero for the channels
 /// past `og`.
@@ -478,7 +489,7 @@ pub(super) unsafe fn fwd_tile(
                 for o0 in (0..og).step_by(16) {
                     let no = (og - o0).min(16);
                     for (i, b) in block.iter_mut().enumerate().take(ni) {
-                        b[..no].copy_from_slice(&row[(i0 + i) * og_pad + o0..][..no]);
+                        copy_upto16(b, &row[(i0 + i) * og_pad + o0..][..no]);
                     }
                     for o in 0..no {
                         // SAFETY: columns [i0, i0 + ni) of row r of channel o0 + o lie
@@ -587,12 +598,24 @@ pub(super) fn wgrad_tile(
     for r in r0..r1 {
         let row = &mut s.tile[(r - r0) * lay.op * og_pad..][..lay.op * og_pad];
         let (valid, dropped) = row.split_at_mut(wo * og_pad);
-        // 16 channels at a time: few input streams, contiguous output runs
+        // 16 × 16 blocks (channels × columns): read as channel rows, written
+        // as column rows
+        let mut block = [[0.0f32; 16]; 16];
         for o0 in (0..og).step_by(16) {
-            let o1 = (o0 + 16).min(og);
-            for (i, dst) in valid.chunks_exact_mut(og_pad).enumerate() {
-                for (o, d) in (o0..o1).zip(&mut dst[o0..o1]) {
-                    *d = gy_g[o * out_vol + r * wo + i];
+            let no = (og - o0).min(16);
+            for i0 in (0..wo).step_by(16) {
+                let ni = (wo - i0).min(16);
+                for (o, b) in block.iter_mut().enumerate().take(no) {
+                    copy_upto16(b, &gy_g[(o0 + o) * out_vol + r * wo + i0..][..ni]);
+                }
+                for (i, dst) in valid[i0 * og_pad..]
+                    .chunks_exact_mut(og_pad)
+                    .take(ni)
+                    .enumerate()
+                {
+                    for (d, b) in dst[o0..o0 + no].iter_mut().zip(&block) {
+                        *d = b[i];
+                    }
                 }
             }
         }
