@@ -14,6 +14,8 @@
 use super::cpu::direct_fwd_on;
 use super::direct::{Isa, Padded};
 use super::geom::ConvGeom;
+use crate::elem::written_vec;
+use std::mem::MaybeUninit;
 
 /// The taps of one phase along one axis, as a stride-1 convolution of `gy`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,13 +77,19 @@ pub(super) fn dgrad(isa: Isa, g: &ConvGeom, gy: &[f32], w: &[f32]) -> Option<Vec
     let axes = phases(g)?;
     // every phase with at least one tap and one output voxel: (phase, its stride-1 geometry)
     let mut parts = Vec::new();
+    // whether some voxels of gx get no tap (then gx must start at zero)
+    let mut uncovered = false;
     for (pd, ad) in axes[0].iter().enumerate() {
         for (phh, ah) in axes[1].iter().enumerate() {
             for (pw, aw) in axes[2].iter().enumerate() {
                 let kernel = [ad.taps.len(), ah.taps.len(), aw.taps.len()];
                 let output = [ad.len, ah.len, aw.len];
-                if kernel.contains(&0) || output.contains(&0) {
-                    continue; // no tap reaches this phase: its gradient is 0
+                if output.contains(&0) {
+                    continue; // the phase has no voxel
+                }
+                if kernel.contains(&0) {
+                    uncovered = true; // no tap reaches this phase: its gradient is 0
+                    continue;
                 }
                 let gp = ConvGeom {
                     n: g.n,
@@ -102,13 +110,19 @@ pub(super) fn dgrad(isa: Isa, g: &ConvGeom, gy: &[f32], w: &[f32]) -> Option<Vec
     // the phases all read gy: pad it once for all of them
     let geoms: Vec<ConvGeom> = parts.iter().map(|p| p.2).collect();
     let padded = (!geoms.is_empty()).then(|| Padded::shared(&geoms, gy, isa.widest_block()));
-    let mut gx = vec![0.0f32; g.x_len()];
-    for (ph, [ad, ah, aw], gp) in &parts {
-        let wp = phase_kernel(g, [ad, ah, aw], gp, w);
-        let yp = direct_fwd_on(isa, gp, gy, padded.as_ref(), &wp);
-        scatter(g, *ph, gp.output, &yp, &mut gx);
-    }
-    Some(gx)
+    let compute = |gx: &mut [MaybeUninit<f32>]| {
+        if uncovered {
+            gx.fill(MaybeUninit::new(0.0));
+        }
+        for (ph, [ad, ah, aw], gp) in &parts {
+            let wp = phase_kernel(g, [ad, ah, aw], gp, w);
+            let yp = direct_fwd_on(isa, gp, gy, padded.as_ref(), &wp);
+            scatter(g, *ph, gp.output, &yp, gx);
+        }
+    };
+    // SAFETY: the phases partition gx; every phase with voxels is either
+    // scattered in full or, when it has no tap, zeroed with the rest first.
+    Some(unsafe { written_vec(g.x_len(), compute) })
 }
 
 /// The kernel of one phase, `[c, og, taps of the phase]`: `w[o, ci, taps]`
@@ -139,7 +153,7 @@ fn phase_kernel(g: &ConvGeom, axes: [&AxisPhase; 3], gp: &ConvGeom, w: &[f32]) -
 }
 
 /// Writes the phase result `yp [n, c, len]` to `gx` at `s·m + π` per axis.
-fn scatter(g: &ConvGeom, ph: [usize; 3], len: [usize; 3], yp: &[f32], gx: &mut [f32]) {
+fn scatter(g: &ConvGeom, ph: [usize; 3], len: [usize; 3], yp: &[f32], gx: &mut [MaybeUninit<f32>]) {
     let [id, ih, iw] = g.input;
     let [sd, sh, sw] = g.stride;
     let [ld, lh, lw] = len;
@@ -150,7 +164,7 @@ fn scatter(g: &ConvGeom, ph: [usize; 3], len: [usize; 3], yp: &[f32], gx: &mut [
                 let row = &src[(z * lh + y) * lw..][..lw];
                 let base = ((z * sd + ph[0]) * ih + y * sh + ph[1]) * iw + ph[2];
                 for (x, &v) in row.iter().enumerate() {
-                    dst[base + x * sw] = v;
+                    dst[base + x * sw] = MaybeUninit::new(v);
                 }
             }
         }
