@@ -23,6 +23,8 @@ if [ ! -x "$tk_dir/nvidia/cu13/bin/nvcc" ]; then
 fi
 tk=$(cd "$tk_dir/nvidia/cu13" && pwd)
 export CUDA_HOME=$tk PATH=$tk/bin:$PATH CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90} CUDARC_CUDA_VERSION=13000
-cargo build --release -p petseg-ops3d --features cuda --examples
-cargo build --release -p petseg-cli --features cuda
+# One build for both, so that features unify and candle's CUDA kernels (minutes of nvcc)
+# are compiled once.
+cargo build --release -p petseg-ops3d -p petseg-cli \
+    --features petseg-ops3d/cuda,petseg-cli/cuda --bins --examples
 echo "cuda feature compiles: $CARGO_TARGET_DIR/release/petseg, $CARGO_TARGET_DIR/release/examples/cuda_check"

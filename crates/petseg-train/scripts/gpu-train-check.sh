@@ -3,10 +3,12 @@
 # the same seeded run on the CPU in f32 and on cuda:0 in f32 and bf16, losses compared.
 #
 # Build the binary on a machine with the PyPI CUDA toolchain (no GPU needed):
-#   bash tools/cuda-check.sh          # -> target-cuda/release/petseg (about 45 MB)
+#   bash tools/cuda-check.sh                   # -> target-cuda/release/petseg (61 MB)
+#   gzip -kf target-cuda/release/petseg        # -> petseg.gz (16 MB), easier to carry
 # Run on the GPU machine, from the repository root (with the device `run` tool of
-# this project: carry the binary, e.g. carry=["target-cuda/release/petseg"]):
-#   bash crates/petseg-train/scripts/gpu-train-check.sh target-cuda/release/petseg [WORK_DIR]
+# this project: carry the binary, e.g. carry=["target-cuda/release/petseg.gz"]):
+#   bash crates/petseg-train/scripts/gpu-train-check.sh target-cuda/release/petseg.gz [WORK_DIR]
+# (a plain, uncompressed binary works too).
 #
 # What it does (about 2-4 minutes on an H200 machine with 16 cores, most of it the CPU run):
 #  1. `petseg demo --quick` on the CPU: a synthetic cohort with a split (WORK_DIR/demo/data)
@@ -29,9 +31,14 @@
 set -uo pipefail
 bin=${1:-target-cuda/release/petseg}
 work=${2:-$(mktemp -d /tmp/petseg-gpu-train.XXXXXX)}
-[ -x "$bin" ] || { echo "no executable at $bin (pass its path as the first argument)"; exit 2; }
+[ -f "$bin" ] || { echo "no petseg binary at $bin (pass its path as the first argument)"; exit 2; }
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 mkdir -p "$work" && cd "$work" || exit 2
+if [ "${bin%.gz}" != "$bin" ]; then
+  gzip -dc "$bin" > petseg && chmod +x petseg || exit 2
+  bin=$work/petseg
+fi
+[ -x "$bin" ] || { echo "$bin is not executable"; exit 2; }
 
 # CUDA 13 libraries: the toolkit, the driver's folder, pip's nvidia wheels.
 dirs=(/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64
