@@ -6,10 +6,12 @@
 //!   without it, asking for CUDA is an error before anything is written.
 //! * [`Precision`]: `"f32"` (default) or `"bf16"`, autocast in PyTorch's
 //!   sense: the master weights, the optimiser moments and every saved file
-//!   stay f32; the network input is cast to bf16 and each layer casts its
-//!   parameters to it (`petseg_models`' autocast, gradients flow back
-//!   through the casts into the f32 variables); normalisation statistics
-//!   stay f32; the logits are cast to f32 before the loss and the softmax.
+//!   stay f32; the network input is cast to bf16 and each convolution casts
+//!   its weight and bias to it (`petseg_models`' autocast; gradients flow
+//!   back through the casts into the f32 variables); norms keep their f32
+//!   parameters and compute their statistics in f32; the logits are cast to
+//!   f32 before the loss and the softmax. What this does and does not gain
+//!   today is in the crate docs ("Devices and precision").
 
 use std::fmt;
 use std::str::FromStr;
@@ -124,10 +126,10 @@ impl Precision {
 
     /// The one-line warning for a precision that only costs time on this
     /// device: bf16 on the CPU, where the 3-D kernels compute in f32 and the
-    /// casts are extra passes.
+    /// casts are extra passes (and extra f32 copies in the autograd graph).
     pub fn slow_on(self, device: &Device) -> Option<&'static str> {
         (self == Precision::Bf16 && device.is_cpu()).then_some(
-            "warning: bf16 on the CPU is slower than f32 (the 3-D kernels compute in f32 and the casts cost extra passes); use it on a GPU, or for testing",
+            "warning: bf16 on the CPU is slower than f32 and uses more memory (the 3-D kernels compute in f32; the casts add passes and f32 copies)",
         )
     }
 }

@@ -50,9 +50,9 @@
 //! in f32); the logits are cast to f32 before the loss and the softmax, so
 //! losses, validation and predicted probabilities are f32. Tested on the CPU
 //! (`tests/precision.rs`, `tests/predict.rs`, petseg-models'
-//! `tests/autocast.rs`): the first bf16 training loss is within 6e-5 of
-//! f32's on the tiny test run, every trainable variable receives a gradient,
-//! a bf16 run resumes bit-exactly.
+//! `tests/autocast.rs`): the first bf16 training loss is within 2e-2
+//! relative of f32's (measured 6e-5 on the tiny test run), every trainable
+//! variable receives a gradient, a bf16 run resumes bit-exactly.
 //!
 //! What bf16 gives today is limited: candle's own ops (element-wise ops,
 //! matmul, softmax) run natively in bf16 on CUDA, but petseg-ops3d's
