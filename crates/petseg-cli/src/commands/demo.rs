@@ -255,8 +255,8 @@ pub fn run(args: Args) -> Result<()> {
     let mut report = String::from("# petseg demo\n\n");
     report.push_str(&format!(
         "{n_cases} synthetic cases (seed {}; lesions SUVmax ≥ {}, ≥ {} ml), SegResNet (init 8) + L1DFL, \
-         {epochs} epochs × {steps} steps of 2 patches of {PATCH}³ at 4 mm.\n\n",
-        args.seed, args.lesion_suv_min, args.lesion_volume_min_ml
+         {epochs} epochs × {steps} steps of 2 patches of {PATCH}³ at 4 mm, on {} in {}.\n\n",
+        args.seed, args.lesion_suv_min, args.lesion_volume_min_ml, args.device, args.precision
     ));
     report.push_str("| case | GT lesions | DSC | FPV (ml) | FNV (ml) |\n|---|---|---|---|---|\n");
     for (id, n, m) in &rows {
