@@ -4,6 +4,7 @@
 //! cargo bench -p petseg-models --bench models                      # both networks, 96³
 //! cargo bench -p petseg-models --bench models -- segresnet 64 3    # one network, size, steps
 //! cargo bench -p petseg-models --bench models -- all 64 3          # both networks, size, steps
+//! cargo bench -p petseg-models --bench models -- segresnet 64 2 bf16  # autocast: bf16 activations
 //! python3 crates/petseg-models/scripts/bench_monai.py               # the MONAI/PyTorch peer
 //! ```
 //!
@@ -42,7 +43,12 @@ fn input(size: usize) -> candle_core::Result<Tensor> {
     Tensor::from_vec(v, (1, 2, size, size, size), &Device::Cpu)
 }
 
-fn run(name: &str, size: usize, steps: usize) -> Result<(), Box<dyn std::error::Error>> {
+fn run(
+    name: &str,
+    size: usize,
+    steps: usize,
+    dtype: DType,
+) -> Result<(), Box<dyn std::error::Error>> {
     let cfg: ModelConfig = name.parse()?;
     let varmap = VarMap::new();
     let net = cfg.build_seeded(&varmap, 0, &Device::Cpu)?;
@@ -63,8 +69,11 @@ fn run(name: &str, size: usize, steps: usize) -> Result<(), Box<dyn std::error::
         ..Default::default()
     };
     let mut opt = AdamW::new(varmap.all_vars(), params)?;
+    // autocast as in petseg-train: f32 parameters, the input (hence the
+    // activations) in `dtype`, the logits back in f32 for the loss
+    let xin = x.to_dtype(dtype)?;
     let mut step = || -> candle_core::Result<f32> {
-        let y = net.forward_t(&x, true)?;
+        let y = net.forward_t(&xin, true)?.to_dtype(DType::F32)?;
         let logp = candle_nn::ops::log_softmax(&y, 1)?;
         let loss = (onehot.mul(&logp)?.sum_keepdim(1)?.mean_all()? * -1.0)?;
         opt.backward_step(&loss)?;
@@ -79,7 +88,7 @@ fn run(name: &str, size: usize, steps: usize) -> Result<(), Box<dyn std::error::
     let train = t.elapsed().as_secs_f64() / steps as f64;
     let rss = peak_rss_mb().map_or("n/a".to_string(), |m| format!("{m:.0} MB"));
     println!(
-        "{name:<15} [1,2,{size}³] threads={} forward {fwd:.2} s  train step {train:.2} s  peak RSS {rss}  (loss {last:.4})",
+        "{name:<15} [1,2,{size}³] threads={} forward {fwd:.2} s  train step ({dtype:?}) {train:.2} s  peak RSS {rss}  (loss {last:.4})",
         rayon_threads()
     );
     Ok(())
@@ -101,13 +110,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let size = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(96);
     let steps = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(2);
+    let dtype = match args.get(3).map(String::as_str) {
+        None | Some("f32") => DType::F32,
+        Some("bf16") => DType::BF16,
+        Some(other) => return Err(format!("unknown precision {other:?} (f32 or bf16)").into()),
+    };
     match args.first().map(String::as_str) {
-        Some(name) if name != "all" => run(name, size, steps),
+        Some(name) if name != "all" => run(name, size, steps, dtype),
         _ => {
             let exe = std::env::current_exe()?;
             for name in ["segresnet", "attention_unet"] {
                 let status = std::process::Command::new(&exe)
                     .args([name, &size.to_string(), &steps.to_string()])
+                    .args(args.get(3))
                     .status()?;
                 if !status.success() {
                     return Err(format!("{name} benchmark failed: {status}").into());

@@ -2,7 +2,8 @@
 //! candle storages into slices and back.
 
 use crate::error::unsupported;
-use candle_core::{CpuStorage, DType, Layout, Result, Tensor, WithDType};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor, WithDType};
 use std::mem::MaybeUninit;
 
 /// Floating-point element type of the CPU kernels: `f32` (the training type)
@@ -60,14 +61,66 @@ macro_rules! dispatch_float {
 }
 pub(crate) use dispatch_float;
 
-/// The dtype our kernels compute in for `t`: f64 stays f64 on the CPU,
-/// everything else (f16, bf16, and f64 on CUDA) is computed in f32.
+/// The dtype `t` enters our ops in: f64 stays f64 on the CPU (f32 on CUDA),
+/// f32 stays f32, and f16/bf16 stay half precision. Half-precision tensors
+/// are converted to f32 inside the op ([`through_f32`]), so that the autograd
+/// graph keeps them (the op's saved arguments and its result) in half
+/// precision, as under PyTorch's autocast; the arithmetic is f32.
 pub(crate) fn compute_dtype(t: &Tensor) -> DType {
-    if t.dtype() == DType::F64 && t.device().is_cpu() {
-        DType::F64
-    } else {
-        DType::F32
+    match t.dtype() {
+        DType::F64 if t.device().is_cpu() => DType::F64,
+        DType::F16 | DType::BF16 => t.dtype(),
+        _ => DType::F32,
     }
+}
+
+/// The dtype of an op's parameters (weights of norms, PReLU slopes) for an
+/// input entering in `dt`: half-precision inputs keep f32 parameters (the
+/// op converts the input, so their gradients stay f32), otherwise `dt`.
+pub(crate) fn param_dtype(dt: DType) -> DType {
+    if is_half(dt) {
+        DType::F32
+    } else {
+        dt
+    }
+}
+
+/// f16 or bf16.
+pub(crate) fn is_half(dt: DType) -> bool {
+    matches!(dt, DType::F16 | DType::BF16)
+}
+
+/// Runs the f32/f64 kernel `f` on `inputs` of any float dtype: every f16/bf16
+/// input is converted to a contiguous f32 copy for the call (transient, not
+/// part of the autograd graph), and the result is converted to `out` (by
+/// default the first input's dtype). Without half-precision inputs this is
+/// `f(inputs)`. Generic over the backend, so the CPU and CUDA forwards of
+/// every op share it.
+pub(crate) fn through_f32<S: BackendStorage, const N: usize>(
+    inputs: [(&S, &Layout); N],
+    out: Option<DType>,
+    f: impl FnOnce([(&S, &Layout); N]) -> Result<(S, Shape)>,
+) -> Result<(S, Shape)> {
+    let want = out.unwrap_or(inputs[0].0.dtype());
+    if !inputs.iter().any(|(s, _)| is_half(s.dtype())) && !is_half(want) {
+        return f(inputs);
+    }
+    let mut owned: [Option<(S, Layout)>; N] = std::array::from_fn(|_| None);
+    for (o, (s, l)) in owned.iter_mut().zip(inputs) {
+        if is_half(s.dtype()) {
+            *o = Some((s.to_dtype(l, DType::F32)?, Layout::contiguous(l.shape())));
+        }
+    }
+    let refs: [(&S, &Layout); N] = std::array::from_fn(|i| match &owned[i] {
+        Some((s, l)) => (s, l),
+        None => inputs[i],
+    });
+    let (res, shape) = f(refs)?;
+    if res.dtype() == want {
+        return Ok((res, shape));
+    }
+    let res = res.to_dtype(&Layout::contiguous(shape.clone()), want)?;
+    Ok((res, shape))
 }
 
 /// Casts to the compute dtype and makes the tensor contiguous.

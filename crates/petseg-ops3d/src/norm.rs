@@ -7,9 +7,11 @@
 //! of three passes (statistics, per-channel sums, dx), with sums in f64.
 
 use crate::elem::{
-    compute_dtype, contiguous, dims5, dispatch_float, dtype_of, prepare, storage, written_vec, Elem,
+    compute_dtype, contiguous, dims5, dispatch_float, dtype_of, param_dtype, prepare, storage,
+    through_f32, written_vec, Elem,
 };
 use crate::error::{config_err, shape_err, unsupported};
+use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -317,15 +319,21 @@ impl CustomOp3 for GroupNormOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        same_dtype(self.name(), s1, s2, s3)?;
-        let st = dispatch_float!(self.name(), s1, T => {
-            let n = self.name();
-            let (x, gamma, beta) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?);
-            let st = self.stats.get_or_init(|| stats(&self.geom, x));
-            let act = if self.relu { Act::Relu } else { Act::Identity };
-            Ok(storage(forward(&self.geom, st, x, gamma, beta, act)))
-        })?;
-        Ok((st, self.geom.shape()))
+        through_f32(
+            [(s1, l1), (s2, l2), (s3, l3)],
+            None,
+            |[(s1, l1), (s2, l2), (s3, l3)]| {
+                same_dtype(self.name(), s1, s2, s3)?;
+                let st = dispatch_float!(self.name(), s1, T => {
+                    let n = self.name();
+                    let (x, gamma, beta) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?);
+                    let st = self.stats.get_or_init(|| stats(&self.geom, x));
+                    let act = if self.relu { Act::Relu } else { Act::Identity };
+                    Ok(storage(forward(&self.geom, st, x, gamma, beta, act)))
+                })?;
+                Ok((st, self.geom.shape()))
+            },
+        )
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -337,14 +345,20 @@ impl CustomOp3 for GroupNormOp {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        if self.relu {
-            return Err(unsupported(
-                self.name(),
-                "the fused ReLU on CUDA (the wrapper composes it)",
-            ));
-        }
-        let st = crate::cuda::norm::forward(&self.geom, s1, l1, s2, l2, s3, l3)?;
-        Ok((st, self.geom.shape()))
+        through_f32(
+            [(s1, l1), (s2, l2), (s3, l3)],
+            None,
+            |[(s1, l1), (s2, l2), (s3, l3)]| {
+                if self.relu {
+                    return Err(unsupported(
+                        self.name(),
+                        "the fused ReLU on CUDA (the wrapper composes it)",
+                    ));
+                }
+                let st = crate::cuda::norm::forward(&self.geom, s1, l1, s2, l2, s3, l3)?;
+                Ok((st, self.geom.shape()))
+            },
+        )
     }
     fn bwd(
         &self,
@@ -368,11 +382,13 @@ impl CustomOp3 for GroupNormOp {
         };
         let packed = x.apply_op3_no_bwd(&params, &grad, &op)?;
         let (len, c) = (x.elem_count(), self.geom.c);
+        // the packed gradients are in the parameters' dtype (f32 for a
+        // half-precision x); each goes back in its argument's dtype
         let gx = packed.narrow(0, 0, len)?.reshape(self.geom.shape())?;
         Ok((
-            Some(gx),
-            Some(packed.narrow(0, len, c)?),
-            Some(packed.narrow(0, len + c, c)?),
+            Some(gx.to_dtype(x.dtype())?),
+            Some(packed.narrow(0, len, c)?.to_dtype(gamma.dtype())?),
+            Some(packed.narrow(0, len + c, c)?.to_dtype(beta.dtype())?),
         ))
     }
 }
@@ -400,23 +416,29 @@ impl CustomOp3 for NormBwdOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        same_dtype(self.name(), s1, s2, s3)?;
-        let st = dispatch_float!(self.name(), s1, T => {
-            let n = self.name();
-            let (x, params, gy) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?);
-            let c = self.geom.c;
-            let (gamma, beta, act) = if self.relu { (&params[..c], &params[c..2 * c], Act::Relu) } else { (params, params, Act::Identity) };
-            let computed;
-            let st = match &self.stats {
-                Some(st) => st,
-                None => {
-                    computed = stats(&self.geom, x);
-                    &computed
-                }
-            };
-            Ok(storage(backward(&self.geom, st, x, gamma, beta, act, gy)))
-        })?;
-        Ok((st, self.geom.packed_shape()))
+        through_f32(
+            [(s1, l1), (s2, l2), (s3, l3)],
+            Some(s2.dtype()),
+            |[(s1, l1), (s2, l2), (s3, l3)]| {
+                same_dtype(self.name(), s1, s2, s3)?;
+                let st = dispatch_float!(self.name(), s1, T => {
+                    let n = self.name();
+                    let (x, params, gy) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?);
+                    let c = self.geom.c;
+                    let (gamma, beta, act) = if self.relu { (&params[..c], &params[c..2 * c], Act::Relu) } else { (params, params, Act::Identity) };
+                    let computed;
+                    let st = match &self.stats {
+                        Some(st) => st,
+                        None => {
+                            computed = stats(&self.geom, x);
+                            &computed
+                        }
+                    };
+                    Ok(storage(backward(&self.geom, st, x, gamma, beta, act, gy)))
+                })?;
+                Ok((st, self.geom.packed_shape()))
+            },
+        )
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -428,14 +450,20 @@ impl CustomOp3 for NormBwdOp {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        if self.relu {
-            return Err(unsupported(
-                self.name(),
-                "the fused ReLU on CUDA (the wrapper composes it)",
-            ));
-        }
-        let st = crate::cuda::norm::backward(&self.geom, s1, l1, s2, l2, s3, l3)?;
-        Ok((st, self.geom.packed_shape()))
+        through_f32(
+            [(s1, l1), (s2, l2), (s3, l3)],
+            Some(s2.dtype()),
+            |[(s1, l1), (s2, l2), (s3, l3)]| {
+                if self.relu {
+                    return Err(unsupported(
+                        self.name(),
+                        "the fused ReLU on CUDA (the wrapper composes it)",
+                    ));
+                }
+                let st = crate::cuda::norm::backward(&self.geom, s1, l1, s2, l2, s3, l3)?;
+                Ok((st, self.geom.packed_shape()))
+            },
+        )
     }
 }
 
@@ -487,8 +515,8 @@ fn norm(
                     p.dims()
                 ),
             )),
-            Some(p) => prepare(p, dt),
-            None => Tensor::full(fill, c, x.device())?.to_dtype(dt),
+            Some(p) => prepare(p, param_dtype(dt)),
+            None => Tensor::full(fill, c, x.device())?.to_dtype(param_dtype(dt)),
         }
     };
     let (gamma, beta) = (param(gamma, "gamma", 1.0)?, param(beta, "beta", 0.0)?);
@@ -577,17 +605,19 @@ impl CustomOp2 for InstanceNormPReluOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if dtype_of(s1) != dtype_of(s2) {
-            return Err(unsupported(self.name(), "mixed dtypes"));
-        }
-        let st = dispatch_float!(self.name(), s1, T => {
-            let x = contiguous::<T>(self.name(), s1, l1)?;
-            let w = first::<T>(self.name(), s2, l2)?;
-            let st = self.stats.get_or_init(|| stats(&self.geom, x));
-            let (ones, zeros) = (vec![<T as candle_core::WithDType>::from_f64(1.0); self.geom.c], vec![<T as Elem>::ZERO; self.geom.c]);
-            Ok(storage(forward(&self.geom, st, x, &ones, &zeros, Act::PRelu(w))))
-        })?;
-        Ok((st, self.geom.shape()))
+        through_f32([(s1, l1), (s2, l2)], None, |[(s1, l1), (s2, l2)]| {
+            if dtype_of(s1) != dtype_of(s2) {
+                return Err(unsupported(self.name(), "mixed dtypes"));
+            }
+            let st = dispatch_float!(self.name(), s1, T => {
+                let x = contiguous::<T>(self.name(), s1, l1)?;
+                let w = first::<T>(self.name(), s2, l2)?;
+                let st = self.stats.get_or_init(|| stats(&self.geom, x));
+                let (ones, zeros) = (vec![<T as candle_core::WithDType>::from_f64(1.0); self.geom.c], vec![<T as Elem>::ZERO; self.geom.c]);
+                Ok(storage(forward(&self.geom, st, x, &ones, &zeros, Act::PRelu(w))))
+            })?;
+            Ok((st, self.geom.shape()))
+        })
     }
     fn bwd(
         &self,
@@ -602,9 +632,15 @@ impl CustomOp2 for InstanceNormPReluOp {
         };
         let packed = x.apply_op3_no_bwd(w, &grad.contiguous()?, &op)?;
         let (len, c) = (x.elem_count(), self.geom.c);
+        // packed in the slope's dtype; each gradient in its argument's dtype
         Ok((
-            Some(packed.narrow(0, 0, len)?.reshape(self.geom.shape())?),
-            Some(packed.narrow(0, len + 2 * c, 1)?),
+            Some(
+                packed
+                    .narrow(0, 0, len)?
+                    .reshape(self.geom.shape())?
+                    .to_dtype(x.dtype())?,
+            ),
+            Some(packed.narrow(0, len + 2 * c, 1)?.to_dtype(w.dtype())?),
         ))
     }
 }
@@ -629,23 +665,29 @@ impl CustomOp3 for InstanceNormPReluBwdOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        same_dtype(self.name(), s1, s2, s3)?;
-        let st = dispatch_float!(self.name(), s1, T => {
-            let n = self.name();
-            let (x, gy) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s3, l3)?);
-            let w = first::<T>(n, s2, l2)?;
-            let computed;
-            let st = match &self.stats {
-                Some(st) => st,
-                None => {
-                    computed = stats(&self.geom, x);
-                    &computed
-                }
-            };
-            let (ones, zeros) = (vec![<T as candle_core::WithDType>::from_f64(1.0); self.geom.c], vec![<T as Elem>::ZERO; self.geom.c]);
-            Ok(storage(backward(&self.geom, st, x, &ones, &zeros, Act::PRelu(w), gy)))
-        })?;
-        Ok((st, Shape::from(self.geom.packed_shape().elem_count() + 1)))
+        through_f32(
+            [(s1, l1), (s2, l2), (s3, l3)],
+            Some(s2.dtype()),
+            |[(s1, l1), (s2, l2), (s3, l3)]| {
+                same_dtype(self.name(), s1, s2, s3)?;
+                let st = dispatch_float!(self.name(), s1, T => {
+                    let n = self.name();
+                    let (x, gy) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s3, l3)?);
+                    let w = first::<T>(n, s2, l2)?;
+                    let computed;
+                    let st = match &self.stats {
+                        Some(st) => st,
+                        None => {
+                            computed = stats(&self.geom, x);
+                            &computed
+                        }
+                    };
+                    let (ones, zeros) = (vec![<T as candle_core::WithDType>::from_f64(1.0); self.geom.c], vec![<T as Elem>::ZERO; self.geom.c]);
+                    Ok(storage(backward(&self.geom, st, x, &ones, &zeros, Act::PRelu(w), gy)))
+                })?;
+                Ok((st, Shape::from(self.geom.packed_shape().elem_count() + 1)))
+            },
+        )
     }
 }
 
@@ -680,6 +722,6 @@ pub fn instance_norm_prelu(x: &Tensor, slope: &Tensor, eps: f64) -> Result<Tenso
         stats: OnceLock::new(),
     };
     prepare(x, dt)?
-        .apply_op2(&prepare(&slope.flatten_all()?, dt)?, op)?
+        .apply_op2(&prepare(&slope.flatten_all()?, param_dtype(dt))?, op)?
         .to_dtype(x.dtype())
 }

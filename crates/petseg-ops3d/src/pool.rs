@@ -2,7 +2,8 @@
 //! `N·C` planes (each task writes only its own plane, forward and backward).
 
 use crate::elem::{
-    compute_dtype, contiguous, dims5, dispatch_float, dtype_of, first_touch, prepare, storage, Elem,
+    compute_dtype, contiguous, dims5, dispatch_float, dtype_of, first_touch, prepare, storage,
+    through_f32, Elem,
 };
 use crate::error::{config_err, shape_err, unsupported};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
@@ -243,11 +244,13 @@ impl CustomOp1 for PoolOp {
         }
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let st = dispatch_float!(self.name(), s, T => {
-            let x = contiguous::<T>(self.name(), s, l)?;
-            Ok(storage(pool_fwd(&self.geom, self.kind, x)))
-        })?;
-        Ok((st, self.geom.out_dims()))
+        through_f32([(s, l)], None, |[(s, l)]| {
+            let st = dispatch_float!(self.name(), s, T => {
+                let x = contiguous::<T>(self.name(), s, l)?;
+                Ok(storage(pool_fwd(&self.geom, self.kind, x)))
+            })?;
+            Ok((st, self.geom.out_dims()))
+        })
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -255,8 +258,10 @@ impl CustomOp1 for PoolOp {
         s: &candle_core::CudaStorage,
         l: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let st = crate::cuda::pool::forward(self.name(), &self.geom, self.kind, s, l)?;
-        Ok((st, self.geom.out_dims()))
+        through_f32([(s, l)], None, |[(s, l)]| {
+            let st = crate::cuda::pool::forward(self.name(), &self.geom, self.kind, s, l)?;
+            Ok((st, self.geom.out_dims()))
+        })
     }
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let grad = grad.contiguous()?;
@@ -291,22 +296,24 @@ impl CustomOp2 for PoolBwdOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if dtype_of(s1) != dtype_of(s2) {
-            return Err(unsupported(
-                self.name(),
-                format!("mixed dtypes {:?} and {:?}", dtype_of(s1), dtype_of(s2)),
-            ));
-        }
-        let st = dispatch_float!(self.name(), s1, T => {
-            let x = contiguous::<T>(self.name(), s1, l1)?;
-            let gy = contiguous::<T>(self.name(), s2, l2)?;
-            let gx = match self.kind {
-                PoolKind::Max => max_pool_bwd(&self.geom, x, gy),
-                PoolKind::Avg => avg_pool_bwd(&self.geom, gy),
-            };
-            Ok(storage(gx))
-        })?;
-        Ok((st, self.geom.in_dims()))
+        through_f32([(s1, l1), (s2, l2)], None, |[(s1, l1), (s2, l2)]| {
+            if dtype_of(s1) != dtype_of(s2) {
+                return Err(unsupported(
+                    self.name(),
+                    format!("mixed dtypes {:?} and {:?}", dtype_of(s1), dtype_of(s2)),
+                ));
+            }
+            let st = dispatch_float!(self.name(), s1, T => {
+                let x = contiguous::<T>(self.name(), s1, l1)?;
+                let gy = contiguous::<T>(self.name(), s2, l2)?;
+                let gx = match self.kind {
+                    PoolKind::Max => max_pool_bwd(&self.geom, x, gy),
+                    PoolKind::Avg => avg_pool_bwd(&self.geom, gy),
+                };
+                Ok(storage(gx))
+            })?;
+            Ok((st, self.geom.in_dims()))
+        })
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -316,8 +323,11 @@ impl CustomOp2 for PoolBwdOp {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let st = crate::cuda::pool::backward(self.name(), &self.geom, self.kind, s1, l1, s2, l2)?;
-        Ok((st, self.geom.in_dims()))
+        through_f32([(s1, l1), (s2, l2)], None, |[(s1, l1), (s2, l2)]| {
+            let st =
+                crate::cuda::pool::backward(self.name(), &self.geom, self.kind, s1, l1, s2, l2)?;
+            Ok((st, self.geom.in_dims()))
+        })
     }
 }
 

@@ -6,7 +6,8 @@
 //! backward is the exact adjoint: a scatter-add with the same tables.
 
 use crate::elem::{
-    compute_dtype, contiguous, dims5, dispatch_float, first_touch, prepare, storage, Elem,
+    compute_dtype, contiguous, dims5, dispatch_float, first_touch, prepare, storage, through_f32,
+    Elem,
 };
 use crate::error::{config_err, shape_err};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
@@ -219,10 +220,12 @@ impl CustomOp1 for UpsampleOp {
         }
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let st = dispatch_float!(self.name(), s, T => {
-            Ok(storage(upsample_fwd(&self.geom, contiguous::<T>(self.name(), s, l)?)))
-        })?;
-        Ok((st, self.geom.dims(self.geom.output)))
+        through_f32([(s, l)], None, |[(s, l)]| {
+            let st = dispatch_float!(self.name(), s, T => {
+                Ok(storage(upsample_fwd(&self.geom, contiguous::<T>(self.name(), s, l)?)))
+            })?;
+            Ok((st, self.geom.dims(self.geom.output)))
+        })
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -230,8 +233,10 @@ impl CustomOp1 for UpsampleOp {
         s: &candle_core::CudaStorage,
         l: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let st = crate::cuda::upsample::run(self.name(), &self.geom, false, s, l)?;
-        Ok((st, self.geom.dims(self.geom.output)))
+        through_f32([(s, l)], None, |[(s, l)]| {
+            let st = crate::cuda::upsample::run(self.name(), &self.geom, false, s, l)?;
+            Ok((st, self.geom.dims(self.geom.output)))
+        })
     }
     fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(
@@ -252,10 +257,12 @@ impl CustomOp1 for UpsampleBwdOp {
         "upsample3d-backward"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let st = dispatch_float!(self.name(), s, T => {
-            Ok(storage(upsample_bwd(&self.geom, contiguous::<T>(self.name(), s, l)?)))
-        })?;
-        Ok((st, self.geom.dims(self.geom.input)))
+        through_f32([(s, l)], None, |[(s, l)]| {
+            let st = dispatch_float!(self.name(), s, T => {
+                Ok(storage(upsample_bwd(&self.geom, contiguous::<T>(self.name(), s, l)?)))
+            })?;
+            Ok((st, self.geom.dims(self.geom.input)))
+        })
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -263,8 +270,10 @@ impl CustomOp1 for UpsampleBwdOp {
         s: &candle_core::CudaStorage,
         l: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let st = crate::cuda::upsample::run(self.name(), &self.geom, true, s, l)?;
-        Ok((st, self.geom.dims(self.geom.input)))
+        through_f32([(s, l)], None, |[(s, l)]| {
+            let st = crate::cuda::upsample::run(self.name(), &self.geom, true, s, l)?;
+            Ok((st, self.geom.dims(self.geom.input)))
+        })
     }
 }
 

@@ -192,40 +192,103 @@ fn f32_matches_f64() {
     );
 }
 
-/// f16 / bf16 go through f32 and come back in their own dtype.
+/// f16/bf16 tensors enter the ops as they are (the graph keeps them in half
+/// precision) and are computed in f32 inside: every result equals the f32
+/// computation on the same (rounded) inputs, rounded once, and every gradient
+/// comes back in its argument's dtype (f32 for the norms' f32 parameters).
 #[test]
-fn half_precision_is_cast_through_f32() {
-    let x = rand_t(7, &[1, 2, 4, 4, 4]);
-    let w = rand_t(8, &[2, 2, 3, 3, 3]);
+fn half_precision_computes_in_f32_and_stays_half() {
+    let x = rand_t(7, &[1, 4, 4, 5, 6]);
+    let w = rand_t(8, &[4, 4, 3, 3, 3]);
+    let b = rand_t(9, &[4]);
+    let gamma = rand_t(10, &[4]);
+    let beta = rand_t(11, &[4]);
+    let slope = Tensor::new(&[0.25f32], &Device::Cpu).unwrap();
+    let cfg = Conv3dConfig {
+        padding: [1; 3],
+        ..Default::default()
+    };
+    // conv (+ bias) → group norm + ReLU → instance norm + PReLU → trilinear ×2 → max pool
+    let net = |x: &Tensor, w: &Tensor, b: &Tensor, g: &Tensor, be: &Tensor, sl: &Tensor| {
+        let y = conv3d(x, w, Some(b), &cfg)?;
+        let y = group_norm_relu(&y, 2, Some(g), Some(be), 1e-5)?;
+        let y = instance_norm_prelu(&y, sl, 1e-5)?;
+        let y = upsample_trilinear3d(&y, UpsampleTarget::Scale([2.0; 3]), false)?;
+        max_pool3d(&y, [2; 3], [2; 3], [0; 3])
+    };
     for dt in [DType::F16, DType::BF16] {
-        let y = conv3d(
-            &x.to_dtype(dt).unwrap(),
-            &w.to_dtype(dt).unwrap(),
-            None,
-            &Conv3dConfig {
-                padding: [1; 3],
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let half = |t: &Tensor| t.to_dtype(dt).unwrap();
+        let (xh, wh, bh) = (half(&x), half(&w), half(&b));
+        // each op alone: one rounding of the f32 result on the rounded inputs
+        let f32_of = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+        let y = conv3d(&xh, &wh, Some(&bh), &cfg).unwrap();
+        let y32 = conv3d(&f32_of(&xh), &f32_of(&wh), Some(&f32_of(&bh)), &cfg).unwrap();
         assert_eq!(y.dtype(), dt);
-        let y32 = conv3d(
-            &x.to_dtype(dt).unwrap().to_dtype(DType::F32).unwrap(),
-            &w.to_dtype(dt).unwrap().to_dtype(DType::F32).unwrap(),
-            None,
-            &Conv3dConfig {
-                padding: [1; 3],
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        assert!(max_abs_diff(&y, &y32) < 0.1);
         assert_eq!(
-            max_pool3d(&x.to_dtype(dt).unwrap(), [2; 3], [2; 3], [0; 3])
-                .unwrap()
-                .dtype(),
-            dt
+            max_abs_diff(&f32_of(&y), &f32_of(&half(&y32))),
+            0.0,
+            "{dt:?} conv3d"
         );
+        let z = group_norm_relu(&y, 2, Some(&gamma), Some(&beta), 1e-5).unwrap();
+        let z32 = group_norm_relu(&f32_of(&y), 2, Some(&gamma), Some(&beta), 1e-5).unwrap();
+        assert_eq!(z.dtype(), dt);
+        assert_eq!(
+            max_abs_diff(&f32_of(&z), &f32_of(&half(&z32))),
+            0.0,
+            "{dt:?} group_norm_relu"
+        );
+        let u = upsample_trilinear3d(&z, UpsampleTarget::Scale([2.0; 3]), false).unwrap();
+        let u32 =
+            upsample_trilinear3d(&f32_of(&z), UpsampleTarget::Scale([2.0; 3]), false).unwrap();
+        assert_eq!(
+            max_abs_diff(&f32_of(&u), &f32_of(&half(&u32))),
+            0.0,
+            "{dt:?} trilinear"
+        );
+
+        // gradients through the whole chain, in each argument's dtype
+        let vars = [
+            Var::from_tensor(&xh).unwrap(),
+            Var::from_tensor(&wh).unwrap(),
+            Var::from_tensor(&bh).unwrap(),
+            Var::from_tensor(&gamma).unwrap(),
+            Var::from_tensor(&beta).unwrap(),
+            Var::from_tensor(&slope).unwrap(),
+        ];
+        let t: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
+        let out = net(t[0], t[1], t[2], t[3], t[4], t[5]).unwrap();
+        assert_eq!(out.dtype(), dt);
+        let grads = out
+            .to_dtype(DType::F32)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        // the same chain in f32 on the rounded half inputs
+        let vars32: Vec<Var> = t
+            .iter()
+            .map(|v| Var::from_tensor(&f32_of(v)).unwrap())
+            .collect();
+        let t32: Vec<&Tensor> = vars32.iter().map(|v| v.as_tensor()).collect();
+        let out32 = net(t32[0], t32[1], t32[2], t32[3], t32[4], t32[5]).unwrap();
+        let grads32 = out32.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        for (i, (v, v32)) in vars.iter().zip(&vars32).enumerate() {
+            let g = grads
+                .get(v.as_tensor())
+                .expect("a gradient for every argument");
+            assert_eq!(g.dtype(), v.dtype(), "{dt:?} gradient {i}");
+            let g32 = grads32.get(v32.as_tensor()).unwrap();
+            let scale = to_vec(g32).iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+            // half-precision activations between the ops: a few roundings of 2⁻⁸ (bf16)
+            assert!(
+                max_abs_diff(&f32_of(g), g32) <= 0.1 * scale,
+                "{dt:?} gradient {i}: {} vs scale {scale}",
+                max_abs_diff(&f32_of(g), g32)
+            );
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! convolution's own backward runs. Other devices use the composed form.
 
 use super::ConvOp;
-use crate::elem::{contiguous, dispatch_float, dtype_of, storage, Elem, SharedMut};
+use crate::elem::{contiguous, dispatch_float, dtype_of, storage, through_f32, Elem, SharedMut};
 use crate::error::{shape_err, unsupported};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -67,25 +67,31 @@ impl CustomOp3 for BiasedConv {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        if dtype_of(s1) != dtype_of(s2) || dtype_of(s1) != dtype_of(s3) {
-            return Err(unsupported(
-                name,
-                format!(
-                    "mixed dtypes {:?}, {:?} and {:?}",
-                    dtype_of(s1),
-                    dtype_of(s2),
-                    dtype_of(s3)
-                ),
-            ));
-        }
-        let shape = self.0.out_shape();
-        let storage = dispatch_float!(name, s1, T => {
-            let mut y = self.0.run_vec::<T>(contiguous(name, s1, l1)?, contiguous(name, s2, l2)?)?;
-            add_channel_bias(&mut y, contiguous::<T>(name, s3, l3)?, shape.dims()[0]);
-            Ok::<_, candle_core::Error>(storage(y))
-        })?;
-        Ok((storage, shape))
+        through_f32(
+            [(s1, l1), (s2, l2), (s3, l3)],
+            None,
+            |[(s1, l1), (s2, l2), (s3, l3)]| {
+                let name = self.name();
+                if dtype_of(s1) != dtype_of(s2) || dtype_of(s1) != dtype_of(s3) {
+                    return Err(unsupported(
+                        name,
+                        format!(
+                            "mixed dtypes {:?}, {:?} and {:?}",
+                            dtype_of(s1),
+                            dtype_of(s2),
+                            dtype_of(s3)
+                        ),
+                    ));
+                }
+                let shape = self.0.out_shape();
+                let storage = dispatch_float!(name, s1, T => {
+                    let mut y = self.0.run_vec::<T>(contiguous(name, s1, l1)?, contiguous(name, s2, l2)?)?;
+                    add_channel_bias(&mut y, contiguous::<T>(name, s3, l3)?, shape.dims()[0]);
+                    Ok::<_, candle_core::Error>(storage(y))
+                })?;
+                Ok((storage, shape))
+            },
+        )
     }
 
     fn bwd(
@@ -131,30 +137,32 @@ impl CustomOp1 for ChannelSum {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let [n, c, d, h, w] = match *l.dims() {
-            [a, b, c, d, e] => [a, b, c, d, e],
-            _ => {
-                return Err(shape_err(
-                    self.name(),
-                    format!("expected a 5-D gradient, got {:?}", l.dims()),
-                ))
-            }
-        };
-        let vol = d * h * w;
-        let storage = dispatch_float!(self.name(), s, T => {
-            let g = contiguous::<T>(self.name(), s, l)?;
-            let mut sums = vec![T::ZERO; c];
-            let out = SharedMut(sums.as_mut_ptr());
-            (0..c).into_par_iter().for_each(|ch| {
-                let total: f64 = (0..n)
-                    .map(|b| g[(b * c + ch) * vol..][..vol].iter().map(|v| v.to_f64()).sum::<f64>())
-                    .sum();
-                // SAFETY: each task writes only its own channel's element.
-                unsafe { *out.ptr().add(ch) = T::from_f64(total) };
-            });
-            Ok::<_, candle_core::Error>(storage(sums))
-        })?;
-        Ok((storage, Shape::from(c)))
+        through_f32([(s, l)], None, |[(s, l)]| {
+            let [n, c, d, h, w] = match *l.dims() {
+                [a, b, c, d, e] => [a, b, c, d, e],
+                _ => {
+                    return Err(shape_err(
+                        self.name(),
+                        format!("expected a 5-D gradient, got {:?}", l.dims()),
+                    ))
+                }
+            };
+            let vol = d * h * w;
+            let storage = dispatch_float!(self.name(), s, T => {
+                let g = contiguous::<T>(self.name(), s, l)?;
+                let mut sums = vec![T::ZERO; c];
+                let out = SharedMut(sums.as_mut_ptr());
+                (0..c).into_par_iter().for_each(|ch| {
+                    let total: f64 = (0..n)
+                        .map(|b| g[(b * c + ch) * vol..][..vol].iter().map(|v| v.to_f64()).sum::<f64>())
+                        .sum();
+                    // SAFETY: each task writes only its own channel's element.
+                    unsafe { *out.ptr().add(ch) = T::from_f64(total) };
+                });
+                Ok::<_, candle_core::Error>(storage(sums))
+            })?;
+            Ok((storage, Shape::from(c)))
+        })
     }
 }
 

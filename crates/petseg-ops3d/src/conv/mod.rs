@@ -32,7 +32,9 @@ mod padded;
 mod rows;
 mod subpixel;
 
-use crate::elem::{compute_dtype, contiguous, dims5, dispatch_float, dtype_of, prepare, storage};
+use crate::elem::{
+    compute_dtype, contiguous, dims5, dispatch_float, dtype_of, prepare, storage, through_f32,
+};
 use crate::error::{config_err, shape_err, unsupported};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use geom::{conv_out_len, ConvGeom};
@@ -217,17 +219,19 @@ impl CustomOp2 for ConvOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if dtype_of(s1) != dtype_of(s2) {
-            return Err(unsupported(
-                self.name(),
-                format!("mixed dtypes {:?} and {:?}", dtype_of(s1), dtype_of(s2)),
-            ));
-        }
-        let storage = dispatch_float!(self.name(), s1, T => {
-            self.run_vec::<T>(contiguous(self.name(), s1, l1)?, contiguous(self.name(), s2, l2)?)
-                .map(storage)
-        })?;
-        Ok((storage, self.out_shape()))
+        through_f32([(s1, l1), (s2, l2)], None, |[(s1, l1), (s2, l2)]| {
+            if dtype_of(s1) != dtype_of(s2) {
+                return Err(unsupported(
+                    self.name(),
+                    format!("mixed dtypes {:?} and {:?}", dtype_of(s1), dtype_of(s2)),
+                ));
+            }
+            let storage = dispatch_float!(self.name(), s1, T => {
+                self.run_vec::<T>(contiguous(self.name(), s1, l1)?, contiguous(self.name(), s2, l2)?)
+                    .map(storage)
+            })?;
+            Ok((storage, self.out_shape()))
+        })
     }
 
     #[cfg(feature = "cuda")]
@@ -238,10 +242,12 @@ impl CustomOp2 for ConvOp {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (la, lb) = self.in_lens();
-        let out =
-            crate::cuda::conv::run(self.name(), self.kind, &self.geom, s1, l1, la, s2, l2, lb)?;
-        Ok((out, self.out_shape()))
+        through_f32([(s1, l1), (s2, l2)], None, |[(s1, l1), (s2, l2)]| {
+            let (la, lb) = self.in_lens();
+            let out =
+                crate::cuda::conv::run(self.name(), self.kind, &self.geom, s1, l1, la, s2, l2, lb)?;
+            Ok((out, self.out_shape()))
+        })
     }
 
     fn bwd(
