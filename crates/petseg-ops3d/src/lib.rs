@@ -26,11 +26,14 @@
 //!
 //! ## Dtypes and devices
 //! * CPU: f32 and f64 kernels (f64 is what the finite-difference gradient
-//!   tests use); f16/bf16 inputs are cast to f32 in the wrapper and the result
-//!   cast back (autograd flows through the casts).
+//!   tests use). f16/bf16 tensors enter the ops as they are and are converted
+//!   to f32 inside each op (`elem::through_f32`, on CUDA too), so the autograd
+//!   graph keeps them in half precision (autocast saves memory); each result
+//!   is the f32 result rounded once. Norm parameters stay f32, and so do
+//!   their gradients.
 //! * CUDA (`--features cuda`, which forwards to `candle-core/cuda` and needs
 //!   nvcc at build time): f32 kernels compiled at run time with NVRTC, conv
-//!   through im2col/col2im + cuBLAS sgemm; other dtypes are cast to f32.
+//!   through im2col/col2im + cuBLAS sgemm; f16/bf16 are converted inside the op as on the CPU (compile-checked; the op-by-op GPU check predates it).
 //! * Inputs may be non-contiguous; they are copied to contiguous ones first.
 //!
 //! ## Example

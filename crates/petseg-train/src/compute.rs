@@ -126,10 +126,10 @@ impl Precision {
 
     /// The one-line warning for a precision that only costs time on this
     /// device: bf16 on the CPU, where the 3-D kernels compute in f32 and the
-    /// casts are extra passes (and extra f32 copies in the autograd graph).
+    /// conversions are extra passes.
     pub fn slow_on(self, device: &Device) -> Option<&'static str> {
         (self == Precision::Bf16 && device.is_cpu()).then_some(
-            "warning: bf16 on the CPU is slower than f32 and uses more memory (the 3-D kernels compute in f32; the casts add passes and f32 copies)",
+            "warning: bf16 on the CPU is slower than f32 (the 3-D kernels compute in f32; the conversions add passes); it saves memory",
         )
     }
 }
