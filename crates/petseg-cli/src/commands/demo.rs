@@ -21,7 +21,7 @@ use super::predict::load_models;
 
 /// Arguments of `petseg demo`.
 ///
-/// Example (about 7 minutes on 2 cores; held-out mean DSC 0.596 with the defaults):
+/// Example (about 7 minutes on 2 cores; held-out mean DSC 0.67 with the defaults):
 ///   petseg demo --out petseg-demo
 /// A 1-minute smoke run:
 ///   petseg demo --out /tmp/demo --quick
