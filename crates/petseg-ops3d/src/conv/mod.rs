@@ -293,7 +293,8 @@ fn check_kernel(op: &'static str, k: &[usize]) -> Result<()> {
 /// `x [N, C, D, H, W]`, `w [O, C/groups, kd, kh, kw]`, optional `bias [O]` →
 /// `[N, O, D', H', W']` with `D' = (D + 2p − dil·(k−1) − 1)/s + 1` per axis.
 /// Autograd: gradients for `x`, `w` and `bias`. f32 and f64 run natively on
-/// the CPU (f32 on CUDA); f16/bf16 are computed in f32 and cast back.
+/// the CPU (f32 on CUDA); f16/bf16 stay half precision in the graph and are
+/// computed in f32 inside the op (one rounding of the result).
 /// Non-contiguous inputs are copied to contiguous ones first.
 pub fn conv3d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, cfg: &Conv3dConfig) -> Result<Tensor> {
     const OP: &str = "conv3d";
