@@ -63,6 +63,15 @@ every_epochs = 0
     cfg
 }
 
+/// Fails with the command's stderr unless it exited successfully.
+fn assert_succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn global_step(run: &Path) -> Option<u64> {
     let p = run.join("checkpoint_last.safetensors");
     petseg_train::checkpoint::read_state(&p)
@@ -82,11 +91,7 @@ fn sigkill_mid_epoch_then_resume_matches_uninterrupted_run() {
         .arg(&a)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(a.join("config.toml").exists());
 
     let mut child = petseg()
@@ -122,11 +127,7 @@ fn sigkill_mid_epoch_then_resume_matches_uninterrupted_run() {
         .arg(&b)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let wa = std::fs::read(a.join("model_last.safetensors")).unwrap();
     let wb = std::fs::read(b.join("model_last.safetensors")).unwrap();
     assert!(
@@ -220,11 +221,7 @@ fn bf16_train_and_predict_through_the_cli() {
         .arg(&mask)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let pet = petseg_io::nifti::read_nifti_f32(m.resolve(&case.pet)).unwrap();
     let pred = petseg_io::nifti::read_nifti_f32(&mask).unwrap();
     assert_eq!(pred.shape(), pet.shape());
