@@ -14,10 +14,14 @@
 //! fixed offset whatever the stride, padding or dilation, and each input row
 //! is copied once per `kz`. Stride-1 convolutions skip the copy: they read
 //! the same layout from an input padded once per call (`padded.rs`, one
-//! phase, `op = E_w`). The tile's output is computed with row pitch `op`
-//! (the `op − wo` extra columns per row are computed and dropped), except
-//! where the column-vector kernel can write whole rows straight into `y`
-//! (rows of whole vectors, whole channel blocks).
+//! phase, `op = E_w`). The column-vector forward computes the tile's output
+//! with row pitch `op` (the `op − wo` extra columns per row are computed and
+//! dropped) unless it can write whole rows straight into `y` (rows of whole
+//! vectors, whole channel blocks). The channel-vector forward and the weight
+//! gradient work on the output voxels only (`wo` columns per row, the
+//! broadcast input addresses jumping over the padding between rows), except
+//! for rows shorter than one block or of odd length ([`OcColumns`],
+//! [`WgradColumns`]): at 12³–16³ the padding columns were 11–14 % of the work.
 //!
 //! * Forward micro-kernel: `OB` output channels × `NV` vectors of columns of
 //!   accumulators; per tap, `NV` loads, `OB` broadcasts of the weights and
@@ -178,6 +182,9 @@ struct TileLayout {
     op: usize,
     /// Padded column count of the tile: `rows·op` rounded up to whole micro-kernel blocks.
     cols_pad: usize,
+    /// Columns the kernels may read from a tap offset: `cols_pad`, or one
+    /// channel-vector block past the last row for compact [`OcColumns`].
+    read_cols: usize,
     /// Length of one `(block, H phase, W phase)` run: its rows plus slack for
     /// the widest shift.
     blk: usize,
@@ -197,15 +204,17 @@ impl TileLayout {
         let op = input.row_pitch(g);
         let cb = isa.col_block();
         let cols_pad = ((r1 - r0) * op).div_ceil(cb) * cb;
+        let read_cols = cols_pad.max((r1 - r0) * op + isa.oc_cols());
         let h_shift = (kh - 1) * dh / sh;
         let rows = r1 - r0 + h_shift;
-        // rows·op ≤ cols_pad + h_shift·op: the rows fit, and so does the widest read
-        let blk = cols_pad + h_shift * op + (kw - 1) * dw / sw;
+        // rows·op ≤ read_cols + h_shift·op: the rows fit, and so does the widest read
+        let blk = read_cols + h_shift * op + (kw - 1) * dw / sw;
         TileLayout {
             sh,
             sw,
             op,
             cols_pad,
+            read_cols,
             blk,
             blocks: g.cg() * kd,
             rows,
@@ -395,7 +404,7 @@ impl TileInput<'_> {
     /// Makes the input of output rows `[r0, r1)` readable by the
     /// micro-kernels: fills `s.offs` with the tap offsets and returns the
     /// pointer they are relative to, valid for reads of
-    /// `max(offs) + lay.cols_pad` elements (checked).
+    /// `max(offs) + lay.read_cols` elements (checked).
     fn prepare(
         &self,
         g: &ConvGeom,
@@ -419,7 +428,7 @@ impl TileInput<'_> {
                 }
                 let base = p.tile_base(g, first_channel, r0);
                 // tap offsets grow with (ci, kz, ky, kx): the last is the largest
-                let reach = s.offs.1.last().copied().unwrap_or(0) + lay.cols_pad;
+                let reach = s.offs.1.last().copied().unwrap_or(0) + lay.read_cols;
                 assert!(
                     base + reach <= p.data().len(),
                     "padded input too short for the tile"
@@ -433,6 +442,70 @@ impl TileInput<'_> {
 /// Key of [`Scratch::offs`] when it holds [`Padded`] tap offsets (a buffer
 /// layout's key is its `blk`, which is never this large).
 const PADDED_OFFSETS: usize = usize::MAX;
+
+/// The columns of a channel-vector forward tile and where each block of
+/// `oc_cols` of them reads the input.
+///
+/// Compact when every output row holds at least one block (`wo ≥ oc_cols`):
+/// the tile's columns are the output voxels of its rows, `wo` per row, and a
+/// block that starts at column `ow` of a row and runs past its end continues
+/// at the start of the next row, `op − wo` input columns further (the
+/// micro-kernel's `split`). No column is computed and dropped (the padding
+/// columns cost `2·pw / wo` of the work otherwise: 11 % at 16³, 14 % at 12³).
+/// Otherwise the columns follow the input rows' pitch `op` and the `op − wo`
+/// extra columns per row are computed and dropped.
+struct OcColumns {
+    /// Columns of the tile, a multiple of `oc_cols` (the blocks past the last
+    /// row compute dropped values).
+    count: usize,
+    /// Tile columns per output row (`wo` when compact, else `op`).
+    pitch: usize,
+    /// Input columns between the end of one output row and the start of the
+    /// next (`op − wo`; 0 when not compact).
+    skip: usize,
+    /// Output columns per row (compact) or 0.
+    wo: usize,
+    op: usize,
+    block: usize,
+}
+
+impl OcColumns {
+    fn new(isa: Isa, g: &ConvGeom, lay: &TileLayout, rows: usize) -> Self {
+        let (wo, block) = (g.output[2], isa.oc_cols());
+        if wo >= block {
+            OcColumns {
+                count: (rows * wo).div_ceil(block) * block,
+                pitch: wo,
+                skip: lay.op - wo,
+                wo,
+                op: lay.op,
+                block,
+            }
+        } else {
+            OcColumns {
+                count: lay.cols_pad,
+                pitch: lay.op,
+                skip: 0,
+                wo: 0,
+                op: lay.op,
+                block,
+            }
+        }
+    }
+
+    /// Input offset of the block starting at tile column `c0`, and its split:
+    /// the number of its columns that lie in that row (`block` when all do).
+    /// Compact reads end before `rows·op + block ≤ read_cols` (every block
+    /// starts within the tile's rows, and its columns past a row's end lie
+    /// at the start of the next); the others before `cols_pad`.
+    fn block(&self, c0: usize) -> (usize, usize) {
+        if self.wo == 0 {
+            return (c0, self.block);
+        }
+        let (r, ow) = (c0 / self.wo, c0 % self.wo);
+        (r * self.op + ow, (self.wo - ow).min(self.block))
+    }
+}
 
 /// Input blocks `(ci, kz, ky)` per pass of the forward micro-kernel over a
 /// column block: the accumulators go back to the output tile between passes
@@ -468,30 +541,32 @@ pub(super) unsafe fn fwd_tile(
     assert!(wpk.len() >= nb * taps * ob);
     if channel_vectors(isa, g) {
         // tile [column][channel]: each call computes oc_cols columns × ob channels
+        let cols = OcColumns::new(isa, g, &lay, r1 - r0);
         let og_pad = nb * ob;
-        s.tile.resize(lay.cols_pad * og_pad, 0.0);
+        s.tile.resize(cols.count * og_pad, 0.0);
         // passes over OC_CHUNK taps keep their weights and input lines in L1
-        for b in 0..nb {
-            for t0 in (0..taps).step_by(OC_CHUNK) {
-                let offs = &s.offs.1[t0..(t0 + OC_CHUNK).min(taps)];
-                for c0 in (0..lay.cols_pad).step_by(isa.oc_cols()) {
-                    // SAFETY: reads x0[off + c0 + q] for q < oc_cols, with
-                    // c0 + oc_cols ≤ cols_pad (a multiple of it), within the
-                    // reach `prepare` checked;
+        for t0 in (0..taps).step_by(OC_CHUNK) {
+            let offs = &s.offs.1[t0..(t0 + OC_CHUNK).min(taps)];
+            for b in 0..nb {
+                for c0 in (0..cols.count).step_by(isa.oc_cols()) {
+                    let (at, split) = cols.block(c0);
+                    // SAFETY: reads x0[off + at + q] (+ op − wo past the
+                    // split) for q < oc_cols, below off + read_cols (see
+                    // `OcColumns::block`), within the reach `prepare` checked;
                     // reads the packed weights of block b from tap t0 (checked
                     // length); reads/writes oc_cols rows of ob channels of the
-                    // tile (cols_pad × og_pad).
+                    // tile (count × og_pad, count a multiple of oc_cols).
                     unsafe {
-                        let x = x0.add(c0);
+                        let x = x0.add(at);
                         let w = wpk.as_ptr().add((b * taps + t0) * ob);
                         let y = s.tile.as_mut_ptr().add(c0 * og_pad + b * ob);
-                        kernels::fwd_oc(isa, x, offs, w, y, og_pad, t0 > 0);
+                        kernels::fwd_oc(isa, x, offs, w, y, og_pad, t0 > 0, split, cols.skip);
                     }
                 }
             }
         }
         for r in r0..r1 {
-            let row = &s.tile[(r - r0) * lay.op * og_pad..][..wo * og_pad];
+            let row = &s.tile[(r - r0) * cols.pitch * og_pad..][..wo * og_pad];
             // 16 × 16 blocks (columns × channels): read as rows, written as columns
             let mut block = [[0.0f32; 16]; 16];
             for i0 in (0..wo).step_by(16) {
@@ -584,7 +659,8 @@ pub(super) unsafe fn fwd_tile(
 ///
 /// The micro-kernel runs along the tile's columns (the reduction) with
 /// vectors over output channels: the output gradient is transposed to
-/// `[column][channel]` (zero in the dropped columns and padded channels), and
+/// slabs of `[column][channel]` ([`WgradSlabs`]; zero in the dropped columns
+/// and padded channels), and
 /// each column adds `gy[column, o-vector] · x[tap, column]` (one broadcast
 /// per tap) into `WG_NR` taps × 1–2 channel vectors of accumulators. No lane
 /// sums are needed and each call covers the whole tile.
@@ -601,16 +677,165 @@ pub(super) fn wgrad_tile(
 ) {
     let lay = TileLayout::new(g, isa, &input, r0, r1);
     let x0 = input.prepare(g, &lay, r0, r1, s);
-    let (og, taps, wo, out_vol, lanes) = (g.og(), g.krows(), g.output[2], g.out_vol(), isa.lanes());
-    let nvec = og.div_ceil(lanes);
-    let og_pad = nvec * lanes;
-    s.tile.resize(lay.cols_pad * og_pad, 0.0);
+    let (og, taps, wo, lanes) = (g.og(), g.krows(), g.output[2], isa.lanes());
+    let cols = WgradColumns::new(g, &lay, r1 - r0);
+    let slabs = WgradSlabs::new(og, lanes, cols.count());
+    transpose_output_gradient(g, gy_g, r0, r1, cols.pitch(), &slabs, &mut s.tile);
+    assert!(acc_g.len() >= og * taps);
+    let mut out = [0.0f32; WG_OUT];
+    let mut offs = [0usize; WG_NR];
+    // taps (ci, kz, ky, 0..3) at consecutive offsets, in whole triples per call
+    let triples = g.kernel[2] == 3 && g.stride[2] == 1 && g.dilation[2] == 1;
+    const _: () = assert!(WG_NR.is_multiple_of(3));
+    debug_assert!(wo <= lay.op);
+    for v0 in (0..slabs.nvec).step_by(2) {
+        let (base, width) = slabs.slab(v0);
+        let nv = width / lanes;
+        for t0 in (0..taps).step_by(WG_NR) {
+            let nt = (taps - t0).min(WG_NR);
+            // taps past the end repeat the first one; their sums are dropped
+            for (j, off) in offs.iter_mut().enumerate() {
+                *off = s.offs.1[t0 + if j < nt { j } else { 0 }];
+            }
+            // SAFETY: reads tile[base + c·width + l] for c < cols.count()
+            // and l < width (the slab lies in the tile, see
+            // `WgradSlabs::slab`), and x0[off + r·x_pitch + c] for r < rows,
+            // c < ncols, below off + cols_pad (see `WgradColumns`), within
+            // the reach `prepare` checked; writes out[..WG_NR·nv·lanes] ≤ WG_OUT.
+            unsafe {
+                let gy = s.tile.as_ptr().add(base);
+                kernels::wgrad(isa, triples, nv, gy, width, x0, &offs, cols, &mut out);
+            }
+            let n = width.min(og - v0 * lanes);
+            for j in 0..nt {
+                let dst = &mut acc_g[(t0 + j) * og + v0 * lanes..][..n];
+                for (a, &v) in dst.iter_mut().zip(&out[j * width..][..n]) {
+                    *a += v;
+                }
+            }
+        }
+    }
+}
+
+/// The columns a weight-gradient tile sums over.
+///
+/// `Rows` (when `wo` is even, as the paired-column kernel needs): the output
+/// voxels of the tile's rows, `ncols = wo` per row, row `r` reading the input
+/// `x_pitch = op` columns after row `r − 1`; no padding column is summed
+/// (they are `2·pw / wo` of the columns otherwise). `Padded`: the `cols_pad`
+/// columns of the rows at pitch `op`, whose `op − wo` padding columns per row
+/// carry a zero output gradient.
+#[derive(Clone, Copy)]
+pub(super) enum WgradColumns {
+    Rows {
+        rows: usize,
+        ncols: usize,
+        x_pitch: usize,
+    },
+    Padded {
+        cols_pad: usize,
+        op: usize,
+    },
+}
+
+impl WgradColumns {
+    fn new(g: &ConvGeom, lay: &TileLayout, rows: usize) -> Self {
+        let wo = g.output[2];
+        if wo.is_multiple_of(2) {
+            WgradColumns::Rows {
+                rows,
+                ncols: wo,
+                x_pitch: lay.op,
+            }
+        } else {
+            WgradColumns::Padded {
+                cols_pad: lay.cols_pad,
+                op: lay.op,
+            }
+        }
+    }
+
+    /// Columns of the transposed output gradient.
+    fn count(self) -> usize {
+        match self {
+            WgradColumns::Rows { rows, ncols, .. } => rows * ncols,
+            WgradColumns::Padded { cols_pad, .. } => cols_pad,
+        }
+    }
+
+    /// Tile columns per output row.
+    fn pitch(self) -> usize {
+        match self {
+            WgradColumns::Rows { ncols, .. } => ncols,
+            WgradColumns::Padded { op, .. } => op,
+        }
+    }
+}
+
+/// Layout of the transposed output gradient of a weight-gradient tile:
+/// slabs of two channel vectors (the last may hold one), each
+/// `[column][channel]` over the tile's `cols_pad` columns, so that a
+/// micro-kernel call (one slab) reads one contiguous run instead of a strided
+/// part of every `[column][all channels]` row.
+struct WgradSlabs {
+    /// Channel vectors (`⌈og / lanes⌉`).
+    nvec: usize,
+    lanes: usize,
+    cols_pad: usize,
+}
+
+impl WgradSlabs {
+    fn new(og: usize, lanes: usize, cols_pad: usize) -> Self {
+        WgradSlabs {
+            nvec: og.div_ceil(lanes),
+            lanes,
+            cols_pad,
+        }
+    }
+
+    /// Elements of the whole tile.
+    fn len(&self) -> usize {
+        self.nvec * self.lanes * self.cols_pad
+    }
+
+    /// Offset and width (channels per column) of the slab starting at
+    /// channel vector `v0` (even).
+    fn slab(&self, v0: usize) -> (usize, usize) {
+        let width = (self.nvec - v0).min(2) * self.lanes;
+        (v0 * self.lanes * self.cols_pad, width)
+    }
+
+    /// Index of channel `o` of column `c`.
+    fn index(&self, o: usize, c: usize) -> usize {
+        let v0 = o / self.lanes / 2 * 2;
+        let (base, width) = self.slab(v0);
+        base + c * width + o - v0 * self.lanes
+    }
+}
+
+/// Writes the output gradient of rows `[r0, r1)` (one depth plane) of the
+/// group `gy_g` into `tile` in the layout of `slabs`: column
+/// `(r − r0)·pitch + ow` holds `gy[o, r, ow]`; the other columns (`ow ≥ wo`,
+/// and past the last row) and the padded channels are zero, so they add
+/// nothing to the sums.
+fn transpose_output_gradient(
+    g: &ConvGeom,
+    gy_g: &[f32],
+    r0: usize,
+    r1: usize,
+    pitch: usize,
+    slabs: &WgradSlabs,
+    tile: &mut Vec<f32>,
+) {
+    let (og, wo, out_vol) = (g.og(), g.output[2], g.out_vol());
+    tile.clear();
+    tile.resize(slabs.len(), 0.0);
+    // 16 × 16 blocks (channels × columns): read as channel rows, written as
+    // column rows; 16 channels never straddle a slab (slabs start at
+    // multiples of 2·lanes ≥ 16)
+    let mut block = [[0.0f32; 16]; 16];
     for r in r0..r1 {
-        let row = &mut s.tile[(r - r0) * lay.op * og_pad..][..lay.op * og_pad];
-        let (valid, dropped) = row.split_at_mut(wo * og_pad);
-        // 16 × 16 blocks (channels × columns): read as channel rows, written
-        // as column rows
-        let mut block = [[0.0f32; 16]; 16];
+        let c_row = (r - r0) * pitch;
         for o0 in (0..og).step_by(16) {
             let no = (og - o0).min(16);
             for i0 in (0..wo).step_by(16) {
@@ -618,61 +843,11 @@ pub(super) fn wgrad_tile(
                 for (o, b) in block.iter_mut().enumerate().take(no) {
                     copy_upto16(b, &gy_g[(o0 + o) * out_vol + r * wo + i0..][..ni]);
                 }
-                for (i, dst) in valid[i0 * og_pad..]
-                    .chunks_exact_mut(og_pad)
-                    .take(ni)
-                    .enumerate()
-                {
-                    for (d, b) in dst[o0..o0 + no].iter_mut().zip(&block) {
+                for i in 0..ni {
+                    let at = slabs.index(o0, c_row + i0 + i);
+                    for (d, b) in tile[at..at + no].iter_mut().zip(&block) {
                         *d = b[i];
                     }
-                }
-            }
-        }
-        for dst in valid.chunks_exact_mut(og_pad) {
-            dst[og..].fill(0.0);
-        }
-        dropped.fill(0.0);
-    }
-    s.tile[(r1 - r0) * lay.op * og_pad..].fill(0.0);
-    assert!(acc_g.len() >= og * taps);
-    let mut out = [0.0f32; WG_OUT];
-    let mut offs = [0usize; WG_NR];
-    // taps (ci, kz, ky, 0..3) at consecutive offsets, in whole triples per call
-    let triples = g.kernel[2] == 3 && g.stride[2] == 1 && g.dilation[2] == 1;
-    const _: () = assert!(WG_NR.is_multiple_of(3));
-    for v0 in (0..nvec).step_by(2) {
-        let nv = (nvec - v0).min(2);
-        for t0 in (0..taps).step_by(WG_NR) {
-            let nt = (taps - t0).min(WG_NR);
-            // taps past the end repeat the first one; their sums are dropped
-            for (j, off) in offs.iter_mut().enumerate() {
-                *off = s.offs.1[t0 + if j < nt { j } else { 0 }];
-            }
-            // SAFETY: reads tile[c·og_pad + v0·lanes + v·lanes + l] for
-            // c < cols_pad, v < nv, l < lanes (the tile has cols_pad·og_pad
-            // elements and (v0 + nv)·lanes ≤ og_pad), and buf[off + c] for
-            // c < cols_pad from x0, within the reach `prepare` checked;
-            // writes out[..WG_NR·nv·lanes] ≤ WG_OUT.
-            unsafe {
-                let gy = s.tile.as_ptr().add(v0 * lanes);
-                kernels::wgrad(
-                    isa,
-                    triples,
-                    nv,
-                    gy,
-                    og_pad,
-                    x0,
-                    &offs,
-                    lay.cols_pad,
-                    &mut out,
-                );
-            }
-            let n = (nv * lanes).min(og - v0 * lanes);
-            for j in 0..nt {
-                let dst = &mut acc_g[(t0 + j) * og + v0 * lanes..][..n];
-                for (a, &v) in dst.iter_mut().zip(&out[j * nv * lanes..][..n]) {
-                    *a += v;
                 }
             }
         }
@@ -681,7 +856,7 @@ pub(super) fn wgrad_tile(
 
 /// The micro-kernels, one instance per instruction set.
 mod kernels {
-    use super::{Isa, FWD_NV, OC_V, WG_NR, WG_OUT};
+    use super::{Isa, WgradColumns, FWD_NV, OC_V, WG_NR, WG_OUT};
 
     /// `y[o·ystride + j] (+)= Σ_t w[t·ob + o] · x[offs[t] + j]` for
     /// `o < isa.ob()`, `j < nv·lanes` (`nv` = 1, 2 or [`FWD_NV`] vectors);
@@ -723,11 +898,14 @@ mod kernels {
         }
     }
 
-    /// `y[q·ystride + o] (+)= Σ_t w[t·OC_V·lanes + o] · x[offs[t] + q]` for
-    /// `q < isa.oc_cols()`, `o < OC_V·lanes`; `+=` when `accumulate`.
+    /// `y[q·ystride + o] (+)= Σ_t w[t·OC_V·lanes + o] · x[offs[t] + q + s_q]`
+    /// for `q < isa.oc_cols()`, `o < OC_V·lanes`, where `s_q` is 0 for
+    /// `q < split` and `skip` after (the block continues on the next row);
+    /// `+=` when `accumulate`. `1 ≤ split ≤ oc_cols`.
     ///
     /// # Safety
     /// As for [`fwd`].
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn fwd_oc(
         isa: Isa,
         x: *const f32,
@@ -736,22 +914,36 @@ mod kernels {
         y: *mut f32,
         ystride: usize,
         accumulate: bool,
+        split: usize,
+        skip: usize,
     ) {
+        /// One instance per split (a constant, so that each column's base
+        /// register is chosen at compile time).
+        macro_rules! by_split {
+            ($module:ident, $cols:literal, [$($s:literal)*]) => {
+                match split {
+                    $($s => $module::fwd_oc::<OC_V, $cols, $s>(x, offs, w, y, ystride, accumulate, skip),)*
+                    _ => unreachable!("split {split} outside 1..={}", $cols),
+                }
+            };
+        }
         // SAFETY: forwarded from the caller; `isa` was detected on this CPU.
         unsafe {
             match isa {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => avx512::fwd_oc::<OC_V, 12>(x, offs, w, y, ystride, accumulate),
+                Isa::Avx512 => by_split!(avx512, 12, [1 2 3 4 5 6 7 8 9 10 11 12]),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => avx2::fwd_oc::<OC_V, 6>(x, offs, w, y, ystride, accumulate),
+                Isa::Avx2 => by_split!(avx2, 6, [1 2 3 4 5 6]),
                 #[cfg(not(target_arch = "x86_64"))]
                 _ => unreachable!("no SIMD kernels off x86-64"),
             }
         }
     }
 
-    /// `out[(j·nv + v)·lanes + l] = Σ_{c < ncols} gy[c·gstride + v·lanes + l] · x[offs[j] + c]`
-    /// for the `WG_NR` taps `j`, `nv ∈ {1, 2}` channel vectors `v` and lanes `l`.
+    /// `out[(j·nv + v)·lanes + l] = Σ_{r < rows, c < ncols}
+    /// gy[(r·ncols + c)·gstride + v·lanes + l] · x[offs[j] + r·x_pitch + c]`
+    /// for the `WG_NR` taps `j`, `nv ∈ {1, 2}` channel vectors `v` and lanes
+    /// `l` (`rows = 1`, `ncols = cols_pad` for [`WgradColumns::Padded`]).
     /// With `triples`, the taps come in runs of three consecutive offsets
     /// (`offs[3q + k] = offs[3q] + k`, a 3-wide kernel along W with stride and
     /// dilation 1) and `ncols` is even: two columns per step then share
@@ -768,32 +960,37 @@ mod kernels {
         gstride: usize,
         x: *const f32,
         offs: &[usize; WG_NR],
-        ncols: usize,
+        cols: WgradColumns,
         out: &mut [f32; WG_OUT],
     ) {
+        let (rows, ncols, x_pitch) = match cols {
+            WgradColumns::Rows {
+                rows,
+                ncols,
+                x_pitch,
+            } => (rows, ncols, x_pitch),
+            WgradColumns::Padded { cols_pad, .. } => (1, cols_pad, 0),
+        };
+        let cols = [rows, ncols, x_pitch];
         // SAFETY: forwarded from the caller; `isa` was detected on this CPU.
         unsafe {
             match (isa, nv) {
                 #[cfg(target_arch = "x86_64")]
-                (Isa::Avx512, 1) if triples => {
-                    avx512::wgrad3::<1>(gy, gstride, x, offs, ncols, out)
-                }
+                (Isa::Avx512, 1) if triples => avx512::wgrad3::<1>(gy, gstride, x, offs, cols, out),
                 #[cfg(target_arch = "x86_64")]
-                (Isa::Avx512, _) if triples => {
-                    avx512::wgrad3::<2>(gy, gstride, x, offs, ncols, out)
-                }
+                (Isa::Avx512, _) if triples => avx512::wgrad3::<2>(gy, gstride, x, offs, cols, out),
                 #[cfg(target_arch = "x86_64")]
-                (Isa::Avx512, 1) => avx512::wgrad::<1>(gy, gstride, x, offs, ncols, out),
+                (Isa::Avx512, 1) => avx512::wgrad::<1>(gy, gstride, x, offs, cols, out),
                 #[cfg(target_arch = "x86_64")]
-                (Isa::Avx512, _) => avx512::wgrad::<2>(gy, gstride, x, offs, ncols, out),
+                (Isa::Avx512, _) => avx512::wgrad::<2>(gy, gstride, x, offs, cols, out),
                 #[cfg(target_arch = "x86_64")]
-                (Isa::Avx2, 1) if triples => avx2::wgrad3::<1>(gy, gstride, x, offs, ncols, out),
+                (Isa::Avx2, 1) if triples => avx2::wgrad3::<1>(gy, gstride, x, offs, cols, out),
                 #[cfg(target_arch = "x86_64")]
-                (Isa::Avx2, _) if triples => avx2::wgrad3::<2>(gy, gstride, x, offs, ncols, out),
+                (Isa::Avx2, _) if triples => avx2::wgrad3::<2>(gy, gstride, x, offs, cols, out),
                 #[cfg(target_arch = "x86_64")]
-                (Isa::Avx2, 1) => avx2::wgrad::<1>(gy, gstride, x, offs, ncols, out),
+                (Isa::Avx2, 1) => avx2::wgrad::<1>(gy, gstride, x, offs, cols, out),
                 #[cfg(target_arch = "x86_64")]
-                (Isa::Avx2, _) => avx2::wgrad::<2>(gy, gstride, x, offs, ncols, out),
+                (Isa::Avx2, _) => avx2::wgrad::<2>(gy, gstride, x, offs, cols, out),
                 #[cfg(not(target_arch = "x86_64"))]
                 _ => unreachable!("no SIMD kernels off x86-64"),
             }
@@ -855,13 +1052,18 @@ mod kernels {
 
                 /// See `kernels::fwd_oc`.
                 #[target_feature(enable = $feat)]
-                pub(in super::super) unsafe fn fwd_oc<const V: usize, const P: usize>(
+                pub(in super::super) unsafe fn fwd_oc<
+                    const V: usize,
+                    const P: usize,
+                    const S: usize,
+                >(
                     x: *const f32,
                     offs: &[usize],
                     w: *const f32,
                     y: *mut f32,
                     ystride: usize,
                     accumulate: bool,
+                    skip: usize,
                 ) {
                     // SAFETY: see the caller.
                     unsafe {
@@ -876,12 +1078,14 @@ mod kernels {
                         let mut wp = w;
                         for &off in offs {
                             let p = x.add(off);
+                            // columns from S on continue on the next row
+                            let p_next = p.wrapping_add(skip);
                             let mut wv = [$zero(); V];
                             for v in 0..V {
                                 wv[v] = $load(wp.add(v * L));
                             }
                             for q in 0..P {
-                                let xb = $set1(*p.add(q));
+                                let xb = $set1(*if q < S { p } else { p_next }.add(q));
                                 for v in 0..V {
                                     acc[q][v] = $fma(wv[v], xb, acc[q][v]);
                                 }
@@ -903,26 +1107,29 @@ mod kernels {
                     gstride: usize,
                     x: *const f32,
                     offs: &[usize; WG_NR],
-                    ncols: usize,
+                    [rows, ncols, x_pitch]: [usize; 3],
                     out: &mut [f32; WG_OUT],
                 ) {
                     // SAFETY: see the caller.
                     unsafe {
                         let mut acc = [[$zero(); V]; WG_NR];
-                        let mut xp = [x; WG_NR];
-                        for (p, &off) in xp.iter_mut().zip(offs) {
-                            *p = x.add(off);
-                        }
-                        for c in 0..ncols {
-                            let gp = gy.add(c * gstride);
-                            let mut gv = [$zero(); V];
-                            for v in 0..V {
-                                gv[v] = $load(gp.add(v * L));
+                        for r in 0..rows {
+                            let gy = gy.add(r * ncols * gstride);
+                            let mut xp = [x; WG_NR];
+                            for (p, &off) in xp.iter_mut().zip(offs) {
+                                *p = x.add(off + r * x_pitch);
                             }
-                            for j in 0..WG_NR {
-                                let xb = $set1(*xp[j].add(c));
+                            for c in 0..ncols {
+                                let gp = gy.add(c * gstride);
+                                let mut gv = [$zero(); V];
                                 for v in 0..V {
-                                    acc[j][v] = $fma(gv[v], xb, acc[j][v]);
+                                    gv[v] = $load(gp.add(v * L));
+                                }
+                                for j in 0..WG_NR {
+                                    let xb = $set1(*xp[j].add(c));
+                                    for v in 0..V {
+                                        acc[j][v] = $fma(gv[v], xb, acc[j][v]);
+                                    }
                                 }
                             }
                         }
@@ -941,35 +1148,38 @@ mod kernels {
                     gstride: usize,
                     x: *const f32,
                     offs: &[usize; WG_NR],
-                    ncols: usize,
+                    [rows, ncols, x_pitch]: [usize; 3],
                     out: &mut [f32; WG_OUT],
                 ) {
                     // SAFETY: see the caller.
                     unsafe {
                         let mut acc = [[[$zero(); V]; 3]; WG_NR / 3];
-                        let mut xp = [x; WG_NR / 3];
-                        for (q, p) in xp.iter_mut().enumerate() {
-                            *p = x.add(offs[3 * q]);
-                        }
-                        for c in (0..ncols).step_by(2) {
-                            let (p0, p1) = (gy.add(c * gstride), gy.add((c + 1) * gstride));
-                            let mut g0 = [$zero(); V];
-                            let mut g1 = [$zero(); V];
-                            for v in 0..V {
-                                g0[v] = $load(p0.add(v * L));
-                                g1[v] = $load(p1.add(v * L));
+                        for r in 0..rows {
+                            let gy = gy.add(r * ncols * gstride);
+                            let mut xp = [x; WG_NR / 3];
+                            for (q, p) in xp.iter_mut().enumerate() {
+                                *p = x.add(offs[3 * q] + r * x_pitch);
                             }
-                            for q in 0..WG_NR / 3 {
-                                let p = xp[q].add(c);
-                                let b0 = $set1(*p);
-                                let b1 = $set1(*p.add(1));
-                                let b2 = $set1(*p.add(2));
-                                let b3 = $set1(*p.add(3));
+                            for c in (0..ncols).step_by(2) {
+                                let (p0, p1) = (gy.add(c * gstride), gy.add((c + 1) * gstride));
+                                let mut g0 = [$zero(); V];
+                                let mut g1 = [$zero(); V];
                                 for v in 0..V {
-                                    let a = &mut acc[q];
-                                    a[0][v] = $fma(g1[v], b1, $fma(g0[v], b0, a[0][v]));
-                                    a[1][v] = $fma(g1[v], b2, $fma(g0[v], b1, a[1][v]));
-                                    a[2][v] = $fma(g1[v], b3, $fma(g0[v], b2, a[2][v]));
+                                    g0[v] = $load(p0.add(v * L));
+                                    g1[v] = $load(p1.add(v * L));
+                                }
+                                for q in 0..WG_NR / 3 {
+                                    let p = xp[q].add(c);
+                                    let b0 = $set1(*p);
+                                    let b1 = $set1(*p.add(1));
+                                    let b2 = $set1(*p.add(2));
+                                    let b3 = $set1(*p.add(3));
+                                    for v in 0..V {
+                                        let a = &mut acc[q];
+                                        a[0][v] = $fma(g1[v], b1, $fma(g0[v], b0, a[0][v]));
+                                        a[1][v] = $fma(g1[v], b2, $fma(g0[v], b1, a[1][v]));
+                                        a[2][v] = $fma(g1[v], b3, $fma(g0[v], b2, a[2][v]));
+                                    }
                                 }
                             }
                         }
@@ -1147,6 +1357,22 @@ mod tests {
             geom(2, 3, 8, 1, [3, 4, 64], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
             geom(1, 4, 24, 1, [5, 6, 80], [3, 3, 3], [1; 3], [2; 3], [2; 3]),
             geom(1, 3, 16, 1, [4, 3, 16], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
+            // channel-vector forward with rows that are not whole column
+            // blocks (blocks straddle rows: every split of 12 and of 6
+            // columns), over the padded input and over per-tile copies
+            geom(1, 5, 35, 1, [4, 5, 16], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
+            geom(1, 3, 40, 1, [3, 7, 13], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
+            geom(
+                1,
+                3,
+                36,
+                1,
+                [5, 7, 29],
+                [3, 3, 3],
+                [1, 2, 2],
+                [1; 3],
+                [1; 3],
+            ),
             // kernel 1 with stride 2 along D: odd input planes get no tap
             geom(
                 1,
