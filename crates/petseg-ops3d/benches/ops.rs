@@ -9,8 +9,10 @@
 //! `-- conv SIZE...` instead times every convolution of the two networks
 //! per direction (forward, input gradient, weight gradient), alternating
 //! with the PyTorch peer of each case in a `python3` child (2 threads, same
-//! machine, same run, best of 3 rounds each), and prints the ratios. Set `PETSEG_OPS3D_CONV=gemm` to time the
-//! im2col + `gemm` kernels instead of the direct SIMD ones.
+//! machine, same run; each figure the best over 3 rounds of at least `REPS`
+//! repetitions, more for short cases, see `conv_reps`), and prints the
+//! ratios. Set `PETSEG_OPS3D_CONV=gemm` to time the im2col + `gemm` kernels
+//! instead of the direct SIMD ones.
 
 use candle_core::{Device, Result, Tensor, Var};
 use petseg_ops3d::*;
@@ -145,12 +147,26 @@ fn conv_specs(s: usize) -> Vec<ConvSpec> {
     ]
 }
 
+/// Repetitions of a convolution case after the warm-up: at least `REPS`, and
+/// more for short cases, until a round of repetitions has run for about
+/// `CONV_ROUND_SECONDS` (at most `CONV_MAX_REPS`), so that the best-of figure
+/// of a few-millisecond case is not one unlucky sample on a shared machine.
+/// PyTorch's side ([`TORCH_CONV`]) uses the same rule.
+fn conv_reps(warm_up_seconds: f64) -> usize {
+    ((CONV_ROUND_SECONDS / warm_up_seconds.max(1e-6)).ceil() as usize).clamp(REPS, CONV_MAX_REPS)
+}
+
+/// See [`conv_reps`].
+const CONV_ROUND_SECONDS: f64 = 0.5;
+/// See [`conv_reps`].
+const CONV_MAX_REPS: usize = 30;
+
 /// Our forward, input-gradient, weight-gradient and forward+backward times.
 /// A gradient's time is that of `backward()` alone (the forward and the sum
 /// done before the clock starts) with only its argument a variable (the
 /// backward skips untracked arguments), so it includes candle's backward
 /// bookkeeping, as PyTorch's figure includes its own. Each figure is the best
-/// of `REPS` repetitions after a warm-up.
+/// of [`conv_reps`] repetitions after a warm-up.
 fn conv_times((n, o, k, s, p): ConvSpec) -> Result<[f64; 4]> {
     let dev = Device::Cpu;
     let x = (Tensor::randn(0f32, 1.0, n.as_slice(), &dev)? * 0.1)?;
@@ -170,9 +186,8 @@ fn conv_times((n, o, k, s, p): ConvSpec) -> Result<[f64; 4]> {
         let loss = conv3d(x, w, None, &cfg)?.sum_all()?;
         time(&|| loss.backward().map(drop))
     };
-    let mut t = [f64::MAX; 4];
-    for rep in 0..=REPS {
-        let r = [
+    let round = || -> Result<[f64; 4]> {
+        Ok([
             time(&|| conv3d(&x, &w, None, &cfg).map(drop))?,
             bwd(xv.as_tensor(), &w)?,
             bwd(&x, wv.as_tensor())?,
@@ -180,10 +195,12 @@ fn conv_times((n, o, k, s, p): ConvSpec) -> Result<[f64; 4]> {
                 let y = conv3d(&xv, &wv, None, &cfg)?;
                 y.sum_all()?.backward().map(drop)
             })?,
-        ];
-        if rep > 0 {
-            t.iter_mut().zip(r).for_each(|(a, b)| *a = a.min(b));
-        }
+        ])
+    };
+    let warm_up = round()?;
+    let mut t = [f64::MAX; 4];
+    for _ in 0..conv_reps(warm_up.iter().sum()) {
+        t.iter_mut().zip(round()?).for_each(|(a, b)| *a = a.min(b));
     }
     Ok(t)
 }
@@ -191,9 +208,9 @@ fn conv_times((n, o, k, s, p): ConvSpec) -> Result<[f64; 4]> {
 /// PyTorch's times for the same specs, measured the same way (one line of
 /// `n c size o k s p` in, one line of four times out).
 const TORCH_CONV: &str = r#"
-import sys, time, torch, torch.nn.functional as F
+import math, sys, time, torch, torch.nn.functional as F
 torch.set_num_threads(2)
-REPS = 2  # as in the Rust side
+REPS, ROUND_SECONDS, MAX_REPS = 2, 0.5, 30  # as in the Rust side (conv_reps)
 def time_of(f):
     t0 = time.perf_counter(); f(); return time.perf_counter() - t0
 for line in sys.stdin:
@@ -204,15 +221,18 @@ for line in sys.stdin:
     def bwd(a, b):
         loss = F.conv3d(a, b, None, s, p).sum()
         return time_of(loss.backward)
-    t = [float("inf")] * 4
-    for rep in range(REPS + 1):
+    def round_():
         with torch.no_grad():
             fwd = time_of(lambda: F.conv3d(x, w, None, s, p))
         r = [fwd, bwd(xv, w), bwd(x, wv),
              time_of(lambda: F.conv3d(xv, wv, None, s, p).sum().backward())]
         xv.grad = wv.grad = None
-        if rep > 0:
-            t = [min(a, b) for a, b in zip(t, r)]
+        return r
+    warm_up = sum(round_())
+    reps = min(max(math.ceil(ROUND_SECONDS / max(warm_up, 1e-6)), REPS), MAX_REPS)
+    t = [float("inf")] * 4
+    for _ in range(reps):
+        t = [min(a, b) for a, b in zip(t, round_())]
     print(*t, flush=True)
 "#;
 

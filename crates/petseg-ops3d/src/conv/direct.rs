@@ -36,6 +36,7 @@
 
 use super::geom::ConvGeom;
 pub(super) use super::padded::Padded;
+use super::transpose::{row_segments, transpose, BLOCK};
 use std::sync::OnceLock;
 
 /// The SIMD instruction set the micro-kernels run with.
@@ -342,17 +343,6 @@ fn deinterleave2(src: &[f32], pw: usize, even: &mut [f32], odd: &mut [f32]) {
     }
 }
 
-/// Copies `src` (at most 16 values) to the start of `dst`; a full block is a
-/// fixed-size copy the compiler turns into vector moves instead of a
-/// `memmove` call.
-#[inline]
-fn copy_upto16(dst: &mut [f32; 16], src: &[f32]) {
-    match <&[f32; 16]>::try_from(src) {
-        Ok(full) => *dst = *full,
-        Err(_) => dst[..src.len()].copy_from_slice(src),
-    }
-}
-
 /// Weights of one group packed for the forward micro-kernel:
 /// `[o-block][tap][ob]` (`ob` from [`fwd_block`]), zero for the channels
 /// past `og`.
@@ -565,29 +555,20 @@ pub(super) unsafe fn fwd_tile(
                 }
             }
         }
-        for r in r0..r1 {
-            let row = &s.tile[(r - r0) * cols.pitch * og_pad..][..wo * og_pad];
-            // 16 × 16 blocks (columns × channels): read as rows, written as columns
-            let mut block = [[0.0f32; 16]; 16];
-            for i0 in (0..wo).step_by(16) {
-                let ni = (wo - i0).min(16);
-                for o0 in (0..og).step_by(16) {
-                    let no = (og - o0).min(16);
-                    for (i, b) in block.iter_mut().enumerate().take(ni) {
-                        copy_upto16(b, &row[(i0 + i) * og_pad + o0..][..no]);
-                    }
-                    for o in 0..no {
-                        // SAFETY: columns [i0, i0 + ni) of row r of channel o0 + o lie
-                        // in this group's output, exclusive per contract.
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                y_g.add((o0 + o) * out_vol + r * wo + i0),
-                                ni,
-                            )
-                        };
-                        for (d, b) in dst.iter_mut().zip(&block) {
-                            *d = b[o];
-                        }
+        for (tile_col, voxel, len) in row_segments(r0, r1, wo, cols.pitch) {
+            for i0 in (0..len).step_by(BLOCK) {
+                let ni = (len - i0).min(BLOCK);
+                for o0 in (0..og).step_by(BLOCK) {
+                    let no = (og - o0).min(BLOCK);
+                    let src = &s.tile[(tile_col + i0) * og_pad + o0..];
+                    assert!(src.len() >= (ni - 1) * og_pad + no);
+                    // SAFETY: reads ni tile columns of no channels (checked);
+                    // writes voxels [voxel + i0, voxel + i0 + ni) of channels
+                    // [o0, o0 + no) of this group's output, within rows
+                    // [r0, r1), exclusive per contract.
+                    unsafe {
+                        let dst = y_g.add(o0 * out_vol + voxel + i0);
+                        transpose(src.as_ptr(), og_pad, dst, out_vol, ni, no);
                     }
                 }
             }
@@ -827,27 +808,33 @@ fn transpose_output_gradient(
     slabs: &WgradSlabs,
     tile: &mut Vec<f32>,
 ) {
-    let (og, wo, out_vol) = (g.og(), g.output[2], g.out_vol());
+    let (og, wo, out_vol, lanes) = (g.og(), g.output[2], g.out_vol(), slabs.lanes);
     tile.clear();
     tile.resize(slabs.len(), 0.0);
     // 16 × 16 blocks (channels × columns): read as channel rows, written as
     // column rows; 16 channels never straddle a slab (slabs start at
     // multiples of 2·lanes ≥ 16)
-    let mut block = [[0.0f32; 16]; 16];
-    for r in r0..r1 {
-        let c_row = (r - r0) * pitch;
-        for o0 in (0..og).step_by(16) {
-            let no = (og - o0).min(16);
-            for i0 in (0..wo).step_by(16) {
-                let ni = (wo - i0).min(16);
-                for (o, b) in block.iter_mut().enumerate().take(no) {
-                    copy_upto16(b, &gy_g[(o0 + o) * out_vol + r * wo + i0..][..ni]);
-                }
-                for i in 0..ni {
-                    let at = slabs.index(o0, c_row + i0 + i);
-                    for (d, b) in tile[at..at + no].iter_mut().zip(&block) {
-                        *d = b[i];
-                    }
+    for (tile_col, voxel, len) in row_segments(r0, r1, wo, pitch) {
+        for o0 in (0..og).step_by(BLOCK) {
+            let no = (og - o0).min(BLOCK);
+            for i0 in (0..len).step_by(BLOCK) {
+                let ni = (len - i0).min(BLOCK);
+                let src = &gy_g[o0 * out_vol + voxel + i0..];
+                assert!(src.len() >= (no - 1) * out_vol + ni);
+                let at = slabs.index(o0, tile_col + i0);
+                let (_, width) = slabs.slab(o0 / lanes / 2 * 2);
+                assert!(at + (ni - 1) * width + no <= tile.len());
+                // SAFETY: reads no channel rows of ni voxels (checked), writes
+                // ni tile columns of no channels, within one slab (checked).
+                unsafe {
+                    transpose(
+                        src.as_ptr(),
+                        out_vol,
+                        tile[at..].as_mut_ptr(),
+                        width,
+                        no,
+                        ni,
+                    );
                 }
             }
         }

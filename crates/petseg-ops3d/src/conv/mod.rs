@@ -31,6 +31,7 @@ pub(crate) mod geom;
 mod padded;
 mod rows;
 mod subpixel;
+mod transpose;
 
 use crate::elem::{
     compute_dtype, contiguous, dims5, dispatch_float, dtype_of, prepare, storage, through_f32,
