@@ -69,7 +69,10 @@
 //!   on the thread count. Stride-1 direct convolutions read a copy of the
 //!   input zero-padded once per call (`conv/padded.rs`, about the input's
 //!   size); strided ones copy the rows each tile reads; nothing else
-//!   volume-sized is allocated besides the result. A transposed convolution
+//!   volume-sized is allocated besides the result. The kernels that vectorise
+//!   over channels work on `[voxel][channel]` tiles, moved to and from
+//!   candle's `[channel][voxel]` layout in 16 × 16 register transposes
+//!   (`conv/transpose.rs`), and skip the padding columns between rows. A transposed convolution
 //!   runs the input-gradient kernel forward and the forward kernel backward.
 //!   On the CPU the bias is added inside the op and its gradient is one
 //!   channel-sum pass (`conv/bias.rs`), which saves the volume-sized `y + b`
