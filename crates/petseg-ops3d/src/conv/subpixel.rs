@@ -15,6 +15,7 @@ use super::cpu::direct_fwd_on;
 use super::direct::{Isa, Padded};
 use super::geom::ConvGeom;
 use crate::elem::written_vec;
+use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// The taps of one phase along one axis, as a stride-1 convolution of `gy`.
@@ -152,13 +153,18 @@ fn phase_kernel(g: &ConvGeom, axes: [&AxisPhase; 3], gp: &ConvGeom, w: &[f32]) -
     wp
 }
 
-/// Writes the phase result `yp [n, c, len]` to `gx` at `s·m + π` per axis.
+/// Writes the phase result `yp [n, c, len]` to `gx` at `s·m + π` per axis
+/// (rayon over the `n·c` channels: done serially, the interleave made the
+/// input gradient of a [1,32,48³] 32→64 stride-2 convolution ~1.5× slower on
+/// two threads, best 0.033 s against 0.022 s).
 fn scatter(g: &ConvGeom, ph: [usize; 3], len: [usize; 3], yp: &[f32], gx: &mut [MaybeUninit<f32>]) {
     let [id, ih, iw] = g.input;
     let [sd, sh, sw] = g.stride;
     let [ld, lh, lw] = len;
-    for (nc, src) in yp.chunks_exact(ld * lh * lw).enumerate() {
-        let dst = &mut gx[nc * id * ih * iw..][..id * ih * iw];
+    let channels = gx
+        .par_chunks_mut(id * ih * iw)
+        .zip(yp.par_chunks(ld * lh * lw));
+    channels.for_each(|(dst, src)| {
         for z in 0..ld {
             for y in 0..lh {
                 let row = &src[(z * lh + y) * lw..][..lw];
@@ -168,5 +174,5 @@ fn scatter(g: &ConvGeom, ph: [usize; 3], len: [usize; 3], yp: &[f32], gx: &mut [
                 }
             }
         }
-    }
+    });
 }
