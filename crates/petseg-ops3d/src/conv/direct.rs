@@ -1360,8 +1360,8 @@ mod tests {
             geom(1, 4, 24, 1, [5, 6, 80], [3, 3, 3], [1; 3], [2; 3], [2; 3]),
             geom(1, 3, 16, 1, [4, 3, 16], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
             // channel-vector forward with rows that are not whole column
-            // blocks (blocks straddle rows: every split of 12 and of 6
-            // columns), over the padded input and over per-tile copies
+            // blocks (blocks straddle rows, splits 1–9 of 12 columns and
+            // several of 6), over the padded input and over per-tile copies
             geom(1, 5, 35, 1, [4, 5, 16], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
             geom(1, 3, 40, 1, [3, 7, 13], [3, 3, 3], [1; 3], [1; 3], [1; 3]),
             geom(
