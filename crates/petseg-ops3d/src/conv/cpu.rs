@@ -11,6 +11,7 @@
 
 use super::direct;
 use super::geom::ConvGeom;
+use super::out_map::OutMap;
 use super::rows;
 use super::subpixel;
 use crate::elem::{written_vec, Elem, SharedMut};
@@ -331,31 +332,52 @@ pub(super) fn direct_fwd_on(
     padded: Option<&direct::Padded>,
     w: &[f32],
 ) -> Vec<f32> {
-    let plan = TilePlan::direct(g, min_tiles_per_item(g));
-    let (out_vol, krows, og) = (g.out_vol(), g.krows(), g.og());
-    let packed: Vec<Vec<f32>> = (0..g.groups)
-        .map(|grp| direct::pack_weights(isa, g, &w[grp * og * krows..][..og * krows]))
-        .collect();
     let compute = |y: &mut [std::mem::MaybeUninit<f32>]| {
         let yp = SharedMut(y.as_mut_ptr().cast::<f32>());
-        plan.tasks(g.n).par_iter().for_each_init(
-            direct::Scratch::default,
-            |s: &mut direct::Scratch, &(b, ti)| {
-                let (r0, r1) = plan.tile(ti);
-                for (grp, wpk) in packed.iter().enumerate() {
-                    let input = tile_input(g, x, padded, b, grp);
-                    // SAFETY: tile (b, ti) writes only rows [r0, r1) of its sample's output.
-                    unsafe {
-                        let y_g = yp.ptr().add((b * g.o + grp * og) * out_vol);
-                        direct::fwd_tile(isa, g, input, wpk, r0, r1, s, y_g);
-                    }
-                }
-            },
-        );
+        // SAFETY: y is the dense output of g.
+        unsafe { direct_fwd_into(isa, g, x, padded, w, yp, &OutMap::dense(g)) };
     };
     // SAFETY: the tiles cover every output row of every sample, and fwd_tile
     // writes all `wo` columns of each of its rows for every channel of the group.
     unsafe { written_vec(g.y_len(), compute) }
+}
+
+/// The direct SIMD forward of `g` (f32), rayon over (sample, tile of output
+/// rows), written into `y` where `out` places each output row: channel
+/// `b·o + grp·og + oi` starts at `y + (b·o + grp·og + oi)·out.chan`.
+///
+/// # Safety
+/// `y` must be valid for writes of every voxel `out` places, and no other
+/// thread may write them during the call.
+pub(super) unsafe fn direct_fwd_into(
+    isa: direct::Isa,
+    g: &ConvGeom,
+    x: &[f32],
+    padded: Option<&direct::Padded>,
+    w: &[f32],
+    y: SharedMut<f32>,
+    out: &OutMap,
+) {
+    let plan = TilePlan::direct(g, min_tiles_per_item(g));
+    let (krows, og) = (g.krows(), g.og());
+    let packed: Vec<Vec<f32>> = (0..g.groups)
+        .map(|grp| direct::pack_weights(isa, g, &w[grp * og * krows..][..og * krows]))
+        .collect();
+    plan.tasks(g.n).par_iter().for_each_init(
+        direct::Scratch::default,
+        |s: &mut direct::Scratch, &(b, ti)| {
+            let (r0, r1) = plan.tile(ti);
+            for (grp, wpk) in packed.iter().enumerate() {
+                let input = tile_input(g, x, padded, b, grp);
+                // SAFETY: tile (b, ti) writes only rows [r0, r1) of its
+                // sample's output, which the caller vouches for.
+                unsafe {
+                    let y_g = y.ptr().add((b * g.o + grp * og) * out.chan);
+                    direct::fwd_tile(isa, g, input, wpk, r0, r1, s, y_g, out);
+                }
+            }
+        },
+    );
 }
 
 /// The input of sample `b`, group `grp` for the direct kernels: the

@@ -35,8 +35,9 @@
 //! kernels of `cpu.rs`, which also serve as the reference in the tests below.
 
 use super::geom::ConvGeom;
+use super::out_map::OutMap;
 pub(super) use super::padded::Padded;
-use super::transpose::{row_segments, transpose, BLOCK};
+use super::transpose::{row_segments, transpose, transpose_strided, BLOCK};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -511,11 +512,13 @@ impl OcColumns {
 /// so that the input window read by one pass stays in L1.
 const FWD_KK_CHUNK: usize = 64;
 
-/// Forward of output rows `[r0, r1)` of one sample and group.
+/// Forward of output rows `[r0, r1)` of one sample and group, written
+/// where `out` places them.
 ///
 /// # Safety
-/// `y_g` must point at the group's first output channel of this sample (row
-/// stride `out_vol`), and no other thread may write rows `[r0, r1)` of it.
+/// `y_g` must point at the group's first output channel of this sample,
+/// valid for writes of rows `[r0, r1)` of its `og` channels as `out` lays
+/// them out, and no other thread may write those voxels.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn fwd_tile(
     isa: Isa,
@@ -526,16 +529,11 @@ pub(super) unsafe fn fwd_tile(
     r1: usize,
     s: &mut Scratch,
     y_g: *mut f32,
+    out: &OutMap,
 ) {
     let lay = TileLayout::new(g, isa, &input, r0, r1);
     let x0 = input.prepare(g, &lay, r0, r1, s);
-    let (og, taps, wo, out_vol, ob) = (
-        g.og(),
-        g.krows(),
-        g.output[2],
-        g.out_vol(),
-        fwd_block(isa, g),
-    );
+    let (og, taps, wo, chan, ob) = (g.og(), g.krows(), g.output[2], out.chan, fwd_block(isa, g));
     let nb = og.div_ceil(ob);
     assert!(wpk.len() >= nb * taps * ob);
     if channel_vectors(isa, g) {
@@ -564,7 +562,8 @@ pub(super) unsafe fn fwd_tile(
                 }
             }
         }
-        for (tile_col, voxel, len) in row_segments(r0, r1, wo, cols.pitch) {
+        for (tile_col, r, len) in row_segments(r0, r1, wo, cols.pitch, out.is_dense(wo)) {
+            let start = out.row_start(r);
             for i0 in (0..len).step_by(BLOCK) {
                 let ni = (len - i0).min(BLOCK);
                 for o0 in (0..og).step_by(BLOCK) {
@@ -572,12 +571,12 @@ pub(super) unsafe fn fwd_tile(
                     let src = &s.tile[(tile_col + i0) * og_pad + o0..];
                     assert!(src.len() >= (ni - 1) * og_pad + no);
                     // SAFETY: reads ni tile columns of no channels (checked);
-                    // writes voxels [voxel + i0, voxel + i0 + ni) of channels
-                    // [o0, o0 + no) of this group's output, within rows
-                    // [r0, r1), exclusive per contract.
+                    // writes ni voxels of channels [o0, o0 + no) from column
+                    // i0 of row r (of the run of rows, when merged) of this
+                    // group's output, within rows [r0, r1), exclusive per contract.
                     unsafe {
-                        let dst = y_g.add(o0 * out_vol + voxel + i0);
-                        transpose(src.as_ptr(), og_pad, dst, out_vol, ni, no);
+                        let dst = y_g.add(o0 * chan + start + i0 * out.col);
+                        transpose_strided(src.as_ptr(), og_pad, dst, chan, out.col, ni, no);
                     }
                 }
             }
@@ -586,7 +585,7 @@ pub(super) unsafe fn fwd_tile(
     }
     let cb = isa.col_block();
     let chunk = FWD_KK_CHUNK * g.kernel[2];
-    if og.is_multiple_of(ob) && wo.is_multiple_of(isa.lanes()) {
+    if og.is_multiple_of(ob) && wo.is_multiple_of(isa.lanes()) && out.col == 1 {
         // every row is whole vectors and every block whole channels: the
         // micro-kernel writes straight into y, row by row (no tile, no copy,
         // no computed-and-dropped columns)
@@ -605,8 +604,8 @@ pub(super) unsafe fn fwd_tile(
                         // exclusive per contract.
                         unsafe {
                             let w = wpk.as_ptr().add((b * taps + t0) * ob);
-                            let y = y_g.add(b * ob * out_vol + r * wo + c0);
-                            kernels::fwd(isa, nv, xr.add(c0), offs, w, y, out_vol, t0 > 0);
+                            let y = y_g.add(b * ob * chan + out.row_start(r) + c0);
+                            kernels::fwd(isa, nv, xr.add(c0), offs, w, y, chan, t0 > 0);
                         }
                     }
                 }
@@ -636,9 +635,16 @@ pub(super) unsafe fn fwd_tile(
         for r in r0..r1 {
             let src = &s.tile[o * lay.cols_pad + (r - r0) * lay.op..][..wo];
             // SAFETY: row r of channel o lies in this group's output, exclusive per contract.
-            unsafe {
-                std::ptr::copy_nonoverlapping(src.as_ptr(), y_g.add(o * out_vol + r * wo), wo)
-            };
+            let dst = unsafe { y_g.add(o * chan + out.row_start(r)) };
+            if out.col == 1 {
+                // SAFETY: as above, wo contiguous voxels.
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, wo) };
+            } else {
+                for (i, &v) in src.iter().enumerate() {
+                    // SAFETY: as above, wo voxels `col` apart.
+                    unsafe { *dst.add(i * out.col) = v };
+                }
+            }
         }
     }
 }
@@ -829,7 +835,8 @@ fn transpose_output_gradient(
     // 16 × 16 blocks (channels × columns): read as channel rows, written as
     // column rows; 16 channels never straddle a slab (slabs start at
     // multiples of 2·lanes ≥ 16)
-    for (tile_col, voxel, len) in row_segments(r0, r1, wo, pitch) {
+    for (tile_col, r, len) in row_segments(r0, r1, wo, pitch, true) {
+        let voxel = r * wo;
         for o0 in (0..og).step_by(BLOCK) {
             let no = (og - o0).min(BLOCK);
             for i0 in (0..len).step_by(BLOCK) {

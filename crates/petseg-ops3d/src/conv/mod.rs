@@ -28,6 +28,7 @@ mod bias;
 pub(crate) mod cpu;
 mod direct;
 pub(crate) mod geom;
+mod out_map;
 mod padded;
 mod rows;
 mod subpixel;

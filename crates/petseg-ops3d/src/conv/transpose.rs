@@ -43,24 +43,55 @@ pub(super) unsafe fn transpose(
 
 /// The runs of a tile's output rows `[r0, r1)` (of `wo` voxels each, stored
 /// `pitch` tile columns apart) that are contiguous on both sides, as
-/// `(first tile column, first voxel in the plane-major output, length)`:
-/// one run when the tile holds the rows back to back (`pitch = wo`), else
-/// one per row.
+/// `(first tile column, first row, length)`: one run when the tile holds the
+/// rows back to back (`pitch = wo`) and so does the other side (`merge`),
+/// else one per row.
 pub(super) fn row_segments(
     r0: usize,
     r1: usize,
     wo: usize,
     pitch: usize,
+    merge: bool,
 ) -> impl Iterator<Item = (usize, usize, usize)> {
-    let whole = pitch == wo;
+    let whole = merge && pitch == wo;
     let runs = if whole { 1 } else { r1 - r0 };
     (0..runs).map(move |k| {
         if whole {
-            (0, r0 * wo, (r1 - r0) * wo)
+            (0, r0, (r1 - r0) * wo)
         } else {
-            (k * pitch, (r0 + k) * wo, wo)
+            (k * pitch, r0 + k, wo)
         }
     })
+}
+
+/// [`transpose`] into a destination whose rows are strided:
+/// `dst[j·dst_stride + i·dst_col] = src[i·src_stride + j]` (through a block
+/// on the stack when `dst_col ≠ 1`).
+///
+/// # Safety
+/// As for [`transpose`], with the destination rows' elements `dst_col` apart.
+pub(super) unsafe fn transpose_strided(
+    src: *const f32,
+    src_stride: usize,
+    dst: *mut f32,
+    dst_stride: usize,
+    dst_col: usize,
+    rows: usize,
+    cols: usize,
+) {
+    if dst_col == 1 {
+        // SAFETY: forwarded.
+        return unsafe { transpose(src, src_stride, dst, dst_stride, rows, cols) };
+    }
+    let mut block = [0.0f32; BLOCK * BLOCK];
+    // SAFETY: the source as the caller vouches; the block holds 16 rows of 16.
+    unsafe { transpose(src, src_stride, block.as_mut_ptr(), BLOCK, rows, cols) };
+    for (j, run) in block.chunks_exact(BLOCK).take(cols).enumerate() {
+        for (i, &v) in run[..rows].iter().enumerate() {
+            // SAFETY: within the strided rows the caller vouches for.
+            unsafe { *dst.add(j * dst_stride + i * dst_col) = v };
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -122,6 +153,28 @@ unsafe fn avx512_16x16(src: *const f32, src_stride: usize, dst: *mut f32, dst_st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A strided destination gets the same values at its own spacing.
+    #[test]
+    fn transposes_into_strided_rows() {
+        let src: Vec<f32> = (0..BLOCK * BLOCK).map(|v| v as f32).collect();
+        for (rows, cols) in [(16, 16), (5, 16), (16, 3), (7, 9)] {
+            let mut dst = vec![-1.0f32; 40 * 16];
+            // SAFETY: 16 rows of 40 hold columns 0, 2, .., 30.
+            unsafe { transpose_strided(src.as_ptr(), BLOCK, dst.as_mut_ptr(), 40, 2, rows, cols) };
+            for j in 0..16 {
+                for c in 0..40 {
+                    let i = c / 2;
+                    let want = if c % 2 == 0 && j < cols && i < rows {
+                        src[i * BLOCK + j]
+                    } else {
+                        -1.0
+                    };
+                    assert_eq!(dst[j * 40 + c], want, "{rows}×{cols} at ({j}, {c})");
+                }
+            }
+        }
+    }
 
     /// Every block shape, full blocks through the SIMD path where the CPU
     /// has it, against the definition.
