@@ -163,6 +163,19 @@ pub(crate) fn dtype_of(s: &CpuStorage) -> DType {
     candle_core::backend::BackendStorage::dtype(s)
 }
 
+/// An error naming `op` and the dtypes unless every storage has the same
+/// dtype (the kernels run in one element type).
+pub(crate) fn same_dtype(op: &'static str, storages: &[&CpuStorage]) -> Result<()> {
+    let dtypes: Vec<DType> = storages.iter().map(|s| dtype_of(s)).collect();
+    if dtypes.windows(2).any(|w| w[0] != w[1]) {
+        return Err(crate::error::unsupported(
+            op,
+            format!("mixed dtypes {dtypes:?}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Wraps kernel output into a CPU storage.
 pub(crate) fn storage<T: Elem>(v: Vec<T>) -> CpuStorage {
     T::to_cpu_storage_owned(v)
@@ -191,4 +204,22 @@ pub(crate) unsafe fn written_vec<T>(
 /// shared zero page followed by a write that copies it (two faults).
 pub(crate) fn first_touch<T: Elem>(plane: &mut [T]) {
     plane.fill(T::ZERO);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Equal dtypes pass; a mixed set is refused with the op and the dtypes named.
+    #[test]
+    fn same_dtype_names_the_mixture() {
+        let (a, b) = (CpuStorage::F32(vec![1.0]), CpuStorage::F32(vec![2.0]));
+        let c = CpuStorage::F64(vec![3.0]);
+        assert!(same_dtype("op", &[&a, &b]).is_ok());
+        let msg = same_dtype("conv3d", &[&a, &b, &c]).unwrap_err().to_string();
+        assert!(
+            msg.contains("conv3d") && msg.contains("mixed dtypes [F32, F32, F64]"),
+            "{msg}"
+        );
+    }
 }

@@ -7,7 +7,7 @@
 //! of three passes (statistics, per-channel sums, dx), with sums in f64.
 
 use crate::elem::{
-    compute_dtype, contiguous, dims5, dispatch_float, dtype_of, param_dtype, prepare, storage,
+    compute_dtype, contiguous, dims5, dispatch_float, param_dtype, prepare, same_dtype, storage,
     through_f32, written_vec, Elem,
 };
 use crate::error::{config_err, shape_err, unsupported};
@@ -284,13 +284,6 @@ fn backward<T: Elem>(
     out
 }
 
-fn same_dtype(op: &'static str, a: &CpuStorage, b: &CpuStorage, c: &CpuStorage) -> Result<()> {
-    if dtype_of(a) != dtype_of(b) || dtype_of(c) != dtype_of(a) {
-        return Err(unsupported(op, "mixed dtypes"));
-    }
-    Ok(())
-}
-
 /// `(x, γ, β) → y` (optionally `relu(y)`), with backward through [`NormBwdOp`].
 #[derive(Debug)]
 pub(crate) struct GroupNormOp {
@@ -323,7 +316,7 @@ impl CustomOp3 for GroupNormOp {
             [(s1, l1), (s2, l2), (s3, l3)],
             None,
             |[(s1, l1), (s2, l2), (s3, l3)]| {
-                same_dtype(self.name(), s1, s2, s3)?;
+                same_dtype(self.name(), &[s1, s2, s3])?;
                 let st = dispatch_float!(self.name(), s1, T => {
                     let n = self.name();
                     let (x, gamma, beta) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?);
@@ -420,7 +413,7 @@ impl CustomOp3 for NormBwdOp {
             [(s1, l1), (s2, l2), (s3, l3)],
             Some(s2.dtype()),
             |[(s1, l1), (s2, l2), (s3, l3)]| {
-                same_dtype(self.name(), s1, s2, s3)?;
+                same_dtype(self.name(), &[s1, s2, s3])?;
                 let st = dispatch_float!(self.name(), s1, T => {
                     let n = self.name();
                     let (x, params, gy) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s2, l2)?, contiguous::<T>(n, s3, l3)?);
@@ -606,9 +599,7 @@ impl CustomOp2 for InstanceNormPReluOp {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         through_f32([(s1, l1), (s2, l2)], None, |[(s1, l1), (s2, l2)]| {
-            if dtype_of(s1) != dtype_of(s2) {
-                return Err(unsupported(self.name(), "mixed dtypes"));
-            }
+            same_dtype(self.name(), &[s1, s2])?;
             let st = dispatch_float!(self.name(), s1, T => {
                 let x = contiguous::<T>(self.name(), s1, l1)?;
                 let w = first::<T>(self.name(), s2, l2)?;
@@ -669,7 +660,7 @@ impl CustomOp3 for InstanceNormPReluBwdOp {
             [(s1, l1), (s2, l2), (s3, l3)],
             Some(s2.dtype()),
             |[(s1, l1), (s2, l2), (s3, l3)]| {
-                same_dtype(self.name(), s1, s2, s3)?;
+                same_dtype(self.name(), &[s1, s2, s3])?;
                 let st = dispatch_float!(self.name(), s1, T => {
                     let n = self.name();
                     let (x, gy) = (contiguous::<T>(n, s1, l1)?, contiguous::<T>(n, s3, l3)?);

@@ -2,10 +2,10 @@
 //! `N·C` planes (each task writes only its own plane, forward and backward).
 
 use crate::elem::{
-    compute_dtype, contiguous, dims5, dispatch_float, dtype_of, first_touch, prepare, storage,
+    compute_dtype, contiguous, dims5, dispatch_float, first_touch, prepare, same_dtype, storage,
     through_f32, Elem,
 };
-use crate::error::{config_err, shape_err, unsupported};
+use crate::error::{config_err, shape_err};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -297,12 +297,7 @@ impl CustomOp2 for PoolBwdOp {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         through_f32([(s1, l1), (s2, l2)], None, |[(s1, l1), (s2, l2)]| {
-            if dtype_of(s1) != dtype_of(s2) {
-                return Err(unsupported(
-                    self.name(),
-                    format!("mixed dtypes {:?} and {:?}", dtype_of(s1), dtype_of(s2)),
-                ));
-            }
+            same_dtype(self.name(), &[s1, s2])?;
             let st = dispatch_float!(self.name(), s1, T => {
                 let x = contiguous::<T>(self.name(), s1, l1)?;
                 let gy = contiguous::<T>(self.name(), s2, l2)?;

@@ -9,8 +9,8 @@
 //! convolution's own backward runs. Other devices use the composed form.
 
 use super::ConvOp;
-use crate::elem::{contiguous, dispatch_float, dtype_of, storage, through_f32, Elem, SharedMut};
-use crate::error::{shape_err, unsupported};
+use crate::elem::{contiguous, dispatch_float, same_dtype, storage, through_f32, Elem, SharedMut};
+use crate::error::shape_err;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -72,17 +72,7 @@ impl CustomOp3 for BiasedConv {
             None,
             |[(s1, l1), (s2, l2), (s3, l3)]| {
                 let name = self.name();
-                if dtype_of(s1) != dtype_of(s2) || dtype_of(s1) != dtype_of(s3) {
-                    return Err(unsupported(
-                        name,
-                        format!(
-                            "mixed dtypes {:?}, {:?} and {:?}",
-                            dtype_of(s1),
-                            dtype_of(s2),
-                            dtype_of(s3)
-                        ),
-                    ));
-                }
+                same_dtype(name, &[s1, s2, s3])?;
                 let shape = self.0.out_shape();
                 let storage = dispatch_float!(name, s1, T => {
                     let mut y = self.0.run_vec::<T>(contiguous(name, s1, l1)?, contiguous(name, s2, l2)?)?;

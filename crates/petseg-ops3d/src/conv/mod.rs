@@ -35,9 +35,9 @@ mod subpixel;
 mod transpose;
 
 use crate::elem::{
-    compute_dtype, contiguous, dims5, dispatch_float, dtype_of, prepare, storage, through_f32,
+    compute_dtype, contiguous, dims5, dispatch_float, prepare, same_dtype, storage, through_f32,
 };
-use crate::error::{config_err, shape_err, unsupported};
+use crate::error::{config_err, shape_err};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use geom::{conv_out_len, ConvGeom};
 
@@ -222,12 +222,7 @@ impl CustomOp2 for ConvOp {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         through_f32([(s1, l1), (s2, l2)], None, |[(s1, l1), (s2, l2)]| {
-            if dtype_of(s1) != dtype_of(s2) {
-                return Err(unsupported(
-                    self.name(),
-                    format!("mixed dtypes {:?} and {:?}", dtype_of(s1), dtype_of(s2)),
-                ));
-            }
+            same_dtype(self.name(), &[s1, s2])?;
             let storage = dispatch_float!(self.name(), s1, T => {
                 self.run_vec::<T>(contiguous(self.name(), s1, l1)?, contiguous(self.name(), s2, l2)?)
                     .map(storage)
