@@ -284,6 +284,19 @@ fn backward<T: Elem>(
     out
 }
 
+/// The CUDA kernels have no fused ReLU: the wrapper composes it there, so an
+/// op that asks for it on CUDA is a bug of this crate, reported as such.
+#[cfg(feature = "cuda")]
+fn refuse_cuda_relu(op: &'static str, relu: bool) -> Result<()> {
+    if relu {
+        return Err(unsupported(
+            op,
+            "the fused ReLU on CUDA (the wrapper composes it)",
+        ));
+    }
+    Ok(())
+}
+
 /// `(x, γ, β) → y` (optionally `relu(y)`), with backward through [`NormBwdOp`].
 #[derive(Debug)]
 pub(crate) struct GroupNormOp {
@@ -342,12 +355,7 @@ impl CustomOp3 for GroupNormOp {
             [(s1, l1), (s2, l2), (s3, l3)],
             None,
             |[(s1, l1), (s2, l2), (s3, l3)]| {
-                if self.relu {
-                    return Err(unsupported(
-                        self.name(),
-                        "the fused ReLU on CUDA (the wrapper composes it)",
-                    ));
-                }
+                refuse_cuda_relu(self.name(), self.relu)?;
                 let st = crate::cuda::norm::forward(&self.geom, s1, l1, s2, l2, s3, l3)?;
                 Ok((st, self.geom.shape()))
             },
@@ -447,12 +455,7 @@ impl CustomOp3 for NormBwdOp {
             [(s1, l1), (s2, l2), (s3, l3)],
             Some(s2.dtype()),
             |[(s1, l1), (s2, l2), (s3, l3)]| {
-                if self.relu {
-                    return Err(unsupported(
-                        self.name(),
-                        "the fused ReLU on CUDA (the wrapper composes it)",
-                    ));
-                }
+                refuse_cuda_relu(self.name(), self.relu)?;
                 let st = crate::cuda::norm::backward(&self.geom, s1, l1, s2, l2, s3, l3)?;
                 Ok((st, self.geom.packed_shape()))
             },
