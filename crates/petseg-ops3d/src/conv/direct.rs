@@ -463,47 +463,47 @@ struct OcColumns {
     /// Input columns between the end of one output row and the start of the
     /// next (`op − wo`; 0 when not compact).
     skip: usize,
-    /// Output columns per row (compact) or 0.
-    wo: usize,
+    /// Input row pitch.
     op: usize,
     block: usize,
 }
 
 impl OcColumns {
     fn new(isa: Isa, g: &ConvGeom, lay: &TileLayout, rows: usize) -> Self {
-        let (wo, block) = (g.output[2], isa.oc_cols());
+        let (wo, block, op) = (g.output[2], isa.oc_cols(), lay.op);
         if wo >= block {
             OcColumns {
                 count: (rows * wo).div_ceil(block) * block,
                 pitch: wo,
-                skip: lay.op - wo,
-                wo,
-                op: lay.op,
+                skip: op - wo,
+                op,
                 block,
             }
         } else {
             OcColumns {
                 count: lay.cols_pad,
-                pitch: lay.op,
+                pitch: op,
                 skip: 0,
-                wo: 0,
-                op: lay.op,
+                op,
                 block,
             }
         }
     }
 
     /// Input offset of the block starting at tile column `c0`, and its split:
-    /// the number of its columns that lie in that row (`block` when all do).
+    /// the number of its columns that lie in that row (`block` when all do,
+    /// or when rows follow each other without a gap).
     /// Compact reads end before `rows·op + block ≤ read_cols` (every block
     /// starts within the tile's rows, and its columns past a row's end lie
     /// at the start of the next); the others before `cols_pad`.
     fn block(&self, c0: usize) -> (usize, usize) {
-        if self.wo == 0 {
-            return (c0, self.block);
-        }
-        let (r, ow) = (c0 / self.wo, c0 % self.wo);
-        (r * self.op + ow, (self.wo - ow).min(self.block))
+        let (r, ow) = (c0 / self.pitch, c0 % self.pitch);
+        let split = if self.skip == 0 {
+            self.block
+        } else {
+            (self.pitch - ow).min(self.block)
+        };
+        (r * self.op + ow, split)
     }
 }
 
