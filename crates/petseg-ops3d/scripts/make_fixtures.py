@@ -6,7 +6,7 @@ Every case stores `<case>.x` (and `.w`, `.b` where used), a random upstream
 gradient `<case>.gy`, the output `<case>.y`, and the gradients of
 sum(y * gy): `<case>.gx`, `<case>.gw`, `<case>.gb`, `<case>.ggamma`, `<case>.gbeta`.
 The configurations (mirrored in tests/torch_fixtures.rs) cover what MONAI's
-SegResNet and AttentionUnet use: conv k3 s1 p1, k3 s2 p1, k1, convT k3 s2 p1
+SegResNet and AttentionUnet use: conv k3 s1 p1 (also at 32 channels), k3 s2 p1, k1, convT k3 s2 p1
 op1, trilinear x2 align_corners=False, group norm, instance norm.
 
 usage: python3 scripts/make_fixtures.py   (needs torch and numpy; no safetensors package)
@@ -75,6 +75,10 @@ case("nearest_scale15", lambda x: F.interpolate(x, scale_factor=(1.5, 1.7, 0.6),
 case("groupnorm", lambda x, gamma, beta: F.group_norm(x, 4, gamma, beta, eps=1e-5),
      dict(x=r(2, 8, 4, 5, 6) * 2 + 1, gamma=r(8), beta=r(8)))
 case("instancenorm", lambda x: F.instance_norm(x, eps=1e-5), dict(x=r(1, 4, 5, 6, 7) * 3 - 1))
+# 32 -> 32 channels: the Winograd route of the forward and of the input gradient
+# (appended last so that the draws of the cases above stay the same)
+case("conv_k3s1p1_c32", lambda x, w, b: F.conv3d(x, w, b, stride=1, padding=1),
+     dict(x=r(1, 32, 3, 4, 5), w=r(32, 32, 3, 3, 3) * 0.05, b=r(32)))
 
 
 def save_safetensors(path, ts):

@@ -109,6 +109,18 @@ fn cases() -> Vec<(&'static str, OpFn)> {
             "instancenorm",
             Box::new(|m| instance_norm(&m["x"], None, None, 1e-5)),
         ),
+        (
+            // forward and input gradient on the Winograd route (AVX-512)
+            "conv_k3s1p1_c32",
+            Box::new(move |m| {
+                conv3d(
+                    &m["x"],
+                    &m["w"],
+                    m.get("b"),
+                    &conv([1; 3], [1; 3], [1; 3], 1),
+                )
+            }),
+        ),
     ]
 }
 
@@ -165,5 +177,5 @@ fn matches_pytorch() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 20);
+    assert_eq!(checked, 21);
 }

@@ -286,6 +286,10 @@ pub(super) unsafe fn matmul<T: Elem>(
 /// [`direct`]); everything else the im2col/shifted-row + `gemm` kernels.
 pub(crate) fn conv_fwd<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
     if let (Some(isa), Some(x), Some(w)) = (fast_isa(g), as_f32(x), as_f32(w)) {
+        #[cfg(target_arch = "x86_64")]
+        if super::winograd::applies(isa, g) {
+            return from_f32(super::winograd::fwd(g, x, w));
+        }
         return from_f32(direct_fwd(isa, g, x, w));
     }
     gemm_fwd(g, x, w)

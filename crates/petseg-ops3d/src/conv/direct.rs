@@ -147,6 +147,34 @@ pub(super) fn forced_gemm() -> bool {
     *GEMM.get_or_init(|| std::env::var("PETSEG_OPS3D_CONV").is_ok_and(|v| v == "gemm"))
 }
 
+/// True when the environment variable `PETSEG_OPS3D_CONV` is `direct`: the
+/// direct kernels then run where the Winograd forward ([`super::winograd`])
+/// would (to compare both in one benchmark run).
+pub(super) fn winograd_disabled() -> bool {
+    static DIRECT: OnceLock<bool> = OnceLock::new();
+    *DIRECT.get_or_init(|| std::env::var("PETSEG_OPS3D_CONV").is_ok_and(|v| v == "direct"))
+}
+
+/// `y[q·ystride + o] = Σ_t w[t·OC_V·lanes + o] · x[offs[t] + q]` for the
+/// `isa.oc_cols()` columns `q` and `OC_V·lanes` channels `o`: the
+/// channel-vector micro-kernel as a plain matrix product (used by the
+/// Winograd forward for its 64 products per tile).
+///
+/// # Safety
+/// Every pointer must be valid for the reads and writes above, and the CPU
+/// must support `isa`.
+pub(super) unsafe fn channel_vector_kernel(
+    isa: Isa,
+    x: *const f32,
+    offs: &[usize],
+    w: *const f32,
+    y: *mut f32,
+    ystride: usize,
+) {
+    // SAFETY: forwarded from the caller (all columns in one row: no split).
+    unsafe { kernels::fwd_oc(isa, x, offs, w, y, ystride, false, isa.oc_cols(), 0) }
+}
+
 /// Upper bound of one tile's input buffer in bytes (stays in L2).
 pub(super) const BUF_BUDGET_BYTES: usize = 384 << 10;
 
@@ -1231,14 +1259,14 @@ mod kernels {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::cpu::{
         conv_dgrad, direct_fwd, direct_wgrad, gemm_dgrad, gemm_fwd, gemm_wgrad,
     };
     use super::*;
 
     /// Deterministic pseudo-random values in [−1, 1).
-    fn values(n: usize, seed: u64) -> Vec<f32> {
+    pub(in super::super) fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -1253,7 +1281,7 @@ mod tests {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn geom(
+    pub(in super::super) fn geom(
         n: usize,
         c: usize,
         o: usize,
@@ -1397,7 +1425,8 @@ mod tests {
         ]
     }
 
-    fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+    /// Largest absolute difference relative to the largest magnitude of `b`.
+    pub(in super::super) fn max_rel(a: &[f32], b: &[f32]) -> f32 {
         let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
         a.iter()
             .zip(b)

@@ -33,6 +33,8 @@ mod padded;
 mod rows;
 mod subpixel;
 mod transpose;
+#[cfg(target_arch = "x86_64")]
+mod winograd;
 
 use crate::elem::{
     compute_dtype, contiguous, dims5, dispatch_float, prepare, same_dtype, storage, through_f32,
