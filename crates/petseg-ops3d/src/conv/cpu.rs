@@ -609,6 +609,11 @@ fn wgrad_parts(g: &ConvGeom) -> usize {
 /// direct SIMD kernels for f32 where available (see [`conv_fwd`]).
 pub(crate) fn conv_wgrad<T: Elem>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
     if let (Some(isa), Some(x), Some(gy)) = (fast_isa(g), as_f32(x), as_f32(gy)) {
+        #[cfg(target_arch = "x86_64")]
+        if super::winograd::applies(isa, g) {
+            let acc_t = super::winograd::wgrad(g, x, gy);
+            return from_f32(tap_major_to_weights(g, &acc_t));
+        }
         return from_f32(direct_wgrad(isa, g, x, gy));
     }
     gemm_wgrad(g, x, gy)
@@ -661,7 +666,13 @@ pub(super) fn direct_wgrad(isa: direct::Isa, g: &ConvGeom, x: &[f32], gy: &[f32]
             direct::wgrad_tile(isa, g, input, gy_g, r0, r1, s, acc_g);
         },
     );
-    // per group [tap][o] → [o][tap]
+    tap_major_to_weights(g, &acc_t)
+}
+
+/// The weight gradient `[o, cg, k]` from its tap-major form: per group
+/// `[cg·k][og]` → `[og][cg·k]`.
+fn tap_major_to_weights(g: &ConvGeom, acc_t: &[f32]) -> Vec<f32> {
+    let (og, krows) = (g.og(), g.krows());
     let mut gw = vec![0.0; g.w_len()];
     for (src, dst) in acc_t
         .chunks_exact(og * krows)
