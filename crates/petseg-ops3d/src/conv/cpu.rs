@@ -610,7 +610,7 @@ fn wgrad_parts(g: &ConvGeom) -> usize {
 pub(crate) fn conv_wgrad<T: Elem>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
     if let (Some(isa), Some(x), Some(gy)) = (fast_isa(g), as_f32(x), as_f32(gy)) {
         #[cfg(target_arch = "x86_64")]
-        if super::winograd::applies(isa, g) {
+        if super::winograd::applies_wgrad(isa, g) {
             let acc_t = super::winograd::wgrad(g, x, gy);
             return from_f32(tap_major_to_weights(g, &acc_t));
         }
@@ -671,7 +671,7 @@ pub(super) fn direct_wgrad(isa: direct::Isa, g: &ConvGeom, x: &[f32], gy: &[f32]
 
 /// The weight gradient `[o, cg, k]` from its tap-major form: per group
 /// `[cg·k][og]` → `[og][cg·k]`.
-fn tap_major_to_weights(g: &ConvGeom, acc_t: &[f32]) -> Vec<f32> {
+pub(super) fn tap_major_to_weights(g: &ConvGeom, acc_t: &[f32]) -> Vec<f32> {
     let (og, krows) = (g.og(), g.krows());
     let mut gw = vec![0.0; g.w_len()];
     for (src, dst) in acc_t

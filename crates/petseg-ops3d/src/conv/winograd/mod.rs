@@ -1,8 +1,8 @@
 //! Winograd F(2×2×2, 3×3×3) convolution for stride-1 3×3×3 kernels (f32,
 //! AVX-512): the forward (hence also the input gradient, a forward of the
-//! flipped kernel) and the weight gradient, with 64 multiplications per
-//! 2×2×2 output tile and channel pair instead of 216 (3.375× fewer than the
-//! direct kernels).
+//! flipped kernel) and, at 128 channels, the weight gradient, with 64
+//! multiplications per 2×2×2 output tile and channel pair instead of 216
+//! (3.375× fewer than the direct kernels).
 //!
 //! Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016);
 //! the transforms and their adjoints are in [`transform`]. Per sample and
@@ -15,19 +15,22 @@
 //!    vectors are transformed back to its 2×2×2 outputs and transposed into
 //!    the output rows;
 //! 3. weight gradient: the output gradient of each tile is transformed to 64
-//!    values `Γ[tile][ξ][o]` and `P[ξ][c][o] += Σ_tile Γ[tile][ξ][o] ·
-//!    V[ξ][c][tile]` runs on the direct weight gradient's micro-kernel; each
-//!    partial sum `P` is transformed back to 27 taps once.
+//!    values `Γ[ξ][tile][o]`, `P[ξ][c][o] += Σ_tile Γ[ξ][tile][o] ·
+//!    V[ξ][c][tile]` runs on [`product`]'s kernel, and the one sum `P` is
+//!    transformed back to 27 taps at the end.
 //!
 //! The input is zero-padded once ([`Padded`]) for an output rounded up to
 //! even sizes; tiles past an odd output's end compute values that are not
 //! written (forward) or see a zero output gradient (weight gradient).
 //! Nothing volume-sized is allocated besides that copy and the result: `V`
-//! and `M`/`Γ` are per-task scratch of at most [`SCRATCH_MAX_BYTES`] (plus one
-//! tile row), and `U` and `P` are `64/27` of the weight's size (one `P` per
-//! running weight-gradient part). The transforms only add and halve, so the
-//! results stay within a few f32 ulps of the direct sums (tested against the
-//! gemm reference and PyTorch).
+//! and `M`/`Γ` are scratch of at most [`SCRATCH_MAX_BYTES`] per forward task
+//! and [`WGRAD_BLOCK_BYTES`] per weight-gradient block (plus one tile row),
+//! and `U` and `P` are `64/27` of the weight's size. The transforms only add
+//! and halve, so the results stay within a few f32 ulps of the direct sums
+//! (tested against the gemm reference and PyTorch).
+//!
+//! Measured (one thread, this crate's README): forward 1.1–1.4× the direct
+//! kernels at 32–128 channels (48³–16³), equal at 128 channels and 12³.
 
 mod product;
 mod transform;
@@ -37,8 +40,8 @@ use super::geom::ConvGeom;
 use super::padded::Padded;
 use super::transpose::{transpose, BLOCK};
 use crate::elem::{written_vec, SharedMut};
-use rayon::prelude::*;
 use product::{accumulate_products, CHANNELS, OUTPUTS};
+use rayon::prelude::*;
 use transform::{
     kernel_gradient, prefetch_window, transform_gradient_tile, transform_input_row,
     transform_output_tile, transform_weights, LANES,
@@ -87,6 +90,20 @@ pub(super) fn applies(isa: Isa, g: &ConvGeom) -> bool {
         && g.c >= MIN_INPUT_CHANNELS
         && !direct::winograd_disabled()
 }
+
+/// True when the weight gradient of `g` runs here: [`applies`], with at
+/// least [`WGRAD_MIN_CHANNELS`] input and output channels.
+pub(super) fn applies_wgrad(isa: Isa, g: &ConvGeom) -> bool {
+    applies(isa, g) && g.c >= WGRAD_MIN_CHANNELS && g.o >= WGRAD_MIN_CHANNELS
+}
+
+/// Fewest input and output channels for the Winograd weight gradient. Its
+/// products shrink 3.375× like the forward's, but it transforms the input
+/// and the output gradient of every tile and reduces over tiles in blocks;
+/// measured on one core against the direct kernel: 37 vs 40 ms at 128
+/// channels (16³), 21 vs 20 ms at 128 (12³), 33 vs 29 ms at 64 (24³) and
+/// 101 vs 60 ms at 32 channels (48³), where the input transform dominates.
+const WGRAD_MIN_CHANNELS: usize = 128;
 
 /// Tiles of the output: `⌈out/2⌉` per axis.
 #[derive(Clone, Copy, Debug)]
@@ -191,7 +208,13 @@ impl<'a> Call<'a> {
     /// # Safety
     /// `v` must be valid for writes of `XI·lay.v_xi` values, and no other
     /// thread may write channel `ci`'s rows of it.
-    unsafe fn transform_input_channel(&self, bases: &[usize], ci: usize, lay: &Layout, v: *mut f32) {
+    unsafe fn transform_input_channel(
+        &self,
+        bases: &[usize],
+        ci: usize,
+        lay: &Layout,
+        v: *mut f32,
+    ) {
         let (c, tx, padded) = (self.g.c, self.tiles.n[2], &self.padded);
         let (plane, row) = (padded.ext[1] * padded.ext[2], padded.ext[2]);
         let data = padded.data();
@@ -332,7 +355,8 @@ unsafe fn fwd_task(
                         s.v.as_ptr().add(xi * lay.v_xi + t0),
                         &offs,
                         u.as_ptr().add((xi * nb + bo) * g.c * OB),
-                        s.m.as_mut_ptr().add(t0 * lay.m_tile + xi * og_pad + bo * OB),
+                        s.m.as_mut_ptr()
+                            .add(t0 * lay.m_tile + xi * og_pad + bo * OB),
                         lay.m_tile,
                     );
                 }
@@ -538,7 +562,9 @@ fn transform_output_gradient(
                         // SAFETY: reads ni voxels of no channels of the
                         // output gradient row and writes them transposed into
                         // the stage (both checked).
-                        unsafe { transpose(src.as_ptr(), out_vol, dst.as_mut_ptr(), og_pad, no, ni) };
+                        unsafe {
+                            transpose(src.as_ptr(), out_vol, dst.as_mut_ptr(), og_pad, no, ni)
+                        };
                     }
                 }
             }
@@ -587,7 +613,7 @@ fn kernel_gradients(call: &Call, p: &[f32]) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::cpu::{conv_wgrad, gemm_fwd, gemm_wgrad};
+    use super::super::cpu::{gemm_fwd, gemm_wgrad, tap_major_to_weights};
     use super::super::direct::tests::{geom, max_rel, values};
     use super::*;
 
@@ -621,19 +647,22 @@ mod tests {
     }
 
     /// The same geometries (odd outputs: tiles whose output gradient is
-    /// partly outside; several parts for batch 2), through the dispatch.
+    /// partly outside; input channels that are not a multiple of the
+    /// product kernel's 8; batch 2), below the channel count the dispatch
+    /// sends here.
     #[test]
     fn winograd_weight_gradient_matches_gemm_weight_gradient() {
         for (i, g) in cases().into_iter().flatten().enumerate() {
             let x = values(g.x_len(), 5 * i as u64 + 2);
             let gy = values(g.y_len(), 5 * i as u64 + 3);
-            let err = max_rel(&conv_wgrad(&g, &x, &gy), &gemm_wgrad(&g, &x, &gy));
+            let ours = tap_major_to_weights(&g, &wgrad(&g, &x, &gy));
+            let err = max_rel(&ours, &gemm_wgrad(&g, &x, &gy));
             assert!(err < 1e-5, "case {i}: relative error {err:e} for {g:?}");
         }
     }
 
-    /// The weight gradient is summed in parts fixed by the geometry: the
-    /// same bits on one thread and on three.
+    /// Each element of the weight gradient is summed in an order fixed by
+    /// the geometry: the same bits on one thread and on three.
     #[test]
     fn winograd_weight_gradient_does_not_depend_on_threads() {
         let Some(cases) = cases() else { return };
@@ -641,8 +670,11 @@ mod tests {
         let x = values(g.x_len(), 11);
         let gy = values(g.y_len(), 12);
         let run = |threads| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| conv_wgrad(&g, &x, &gy))
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| wgrad(&g, &x, &gy))
         };
         assert_eq!(run(1), run(3));
     }

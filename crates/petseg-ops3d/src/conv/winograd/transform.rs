@@ -15,8 +15,8 @@
 //! tiles or channels; the kernel transforms on arrays over channels.
 
 use super::{OB, XI};
-use crate::elem::SharedMut;
 use crate::conv::geom::ConvGeom;
+use crate::elem::SharedMut;
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 
@@ -87,7 +87,6 @@ pub(super) fn transform_kernel(k: &[[f32; OB]; 27]) -> [[f32; OB]; XI] {
     }
     out
 }
-
 
 /// `(Gᵀ ⊗ Gᵀ ⊗ Gᵀ) · p` for 16 lanes of 64 values `p[ξz·16 + ξy·4 + ξx]`:
 /// 27 values `[kz·9 + ky·3 + kx]`.
@@ -264,7 +263,6 @@ pub(super) unsafe fn transform_output_tile(
         }
     }
 }
-
 
 /// `A·[g0, g1]` on vectors.
 #[inline(always)]
