@@ -44,7 +44,7 @@ use product::{accumulate_products, CHANNELS, OUTPUTS};
 use rayon::prelude::*;
 use transform::{
     kernel_gradient, prefetch_window, transform_gradient_tile, transform_input_row,
-    transform_output_tile, transform_weights, LANES,
+    transform_input_row_pair, transform_output_tile, transform_weights, LANES,
 };
 
 /// Transformed values per tile (4³).
@@ -218,28 +218,34 @@ impl<'a> Call<'a> {
         let (c, tx, padded) = (self.g.c, self.tiles.n[2], &self.padded);
         let (plane, row) = (padded.ext[1] * padded.ext[2], padded.ext[2]);
         let data = padded.data();
+        let reach = 3 * plane + 3 * row + 2 * tx.next_multiple_of(LANES) + 2;
+        // rows of at most 8 tiles go two to a vector
+        let per_call = if 2 * tx <= LANES { 2 } else { 1 };
         // consecutive tile rows share half their input rows
-        for (k, &base) in bases.iter().enumerate() {
-            let src = base + ci * padded.chan();
-            if ci + 1 < c {
-                prefetch_window(data, src + padded.chan(), plane, row, tx);
+        for (i, pair) in bases.chunks(per_call).enumerate() {
+            let k = i * per_call;
+            for &base in pair {
+                let src = base + ci * padded.chan();
+                if ci + 1 < c {
+                    prefetch_window(data, src + padded.chan(), plane, row, tx);
+                }
+                // the last load of the row ends 2·⌈tx/16⌉·16 + 2 columns past
+                // its window start, within the rows, channels and slack that follow
+                assert!(src + reach <= data.len());
             }
-            // the last load of the row ends 2·⌈tx/16⌉·16 + 2 columns past its
-            // window start, within the rows, channels and slack that follow
-            assert!(src + 3 * plane + 3 * row + 2 * tx.next_multiple_of(LANES) + 2 <= data.len());
-            assert!(ci * lay.ntp + (k + 1) * tx <= lay.v_xi);
-            // SAFETY: reads checked above; writes XI rows of tx values at
-            // column k·tx of channel ci's row of V (checked against the
-            // row length; the caller vouches for the rest).
+            assert!(ci * lay.ntp + (k + pair.len()) * tx <= lay.v_xi);
+            // SAFETY: reads checked above; writes XI rows of tx values per
+            // tile row at column k·tx of channel ci's row of V (checked
+            // against the row length; the caller vouches for the rest).
             unsafe {
-                transform_input_row(
-                    data.as_ptr().add(src),
-                    plane,
-                    row,
-                    tx,
-                    v.add(ci * lay.ntp + k * tx),
-                    lay.v_xi,
-                );
+                let out = v.add(ci * lay.ntp + k * tx);
+                let src0 = data.as_ptr().add(pair[0] + ci * padded.chan());
+                if let [_, second] = pair {
+                    let src1 = data.as_ptr().add(second + ci * padded.chan());
+                    transform_input_row_pair(src0, src1, plane, row, tx, out, lay.v_xi);
+                } else {
+                    transform_input_row(src0, plane, row, tx, out, lay.v_xi);
+                }
             }
         }
     }

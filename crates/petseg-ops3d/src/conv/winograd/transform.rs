@@ -186,40 +186,136 @@ pub(super) unsafe fn transform_input_row(
     xi_stride: usize,
 ) {
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     for t0 in (0..tx).step_by(LANES) {
-        let mask: __mmask16 = (((1u32 << (tx - t0).min(LANES)) - 1) & 0xffff) as __mmask16;
-        // x-transform of each of the 16 rows: [dz][dy][ξx]
-        let mut rx = [[[_mm512_setzero_ps(); 4]; 4]; 4];
-        for (dz, rz) in rx.iter_mut().enumerate() {
-            for (dy, r) in rz.iter_mut().enumerate() {
-                // SAFETY: within the reads the caller vouches for.
-                let d = unsafe {
-                    let p = src.add(dz * plane + dy * row + 2 * t0);
-                    let (lo, hi) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
-                    let (lo2, hi2) = (_mm512_loadu_ps(p.add(2)), _mm512_loadu_ps(p.add(18)));
-                    [
-                        _mm512_permutex2var_ps(lo, even, hi),
-                        _mm512_permutex2var_ps(lo, odd, hi),
-                        _mm512_permutex2var_ps(lo2, even, hi2),
-                        _mm512_permutex2var_ps(lo2, odd, hi2),
-                    ]
-                };
-                *r = input_1d(d);
-            }
+        let p = src.wrapping_add(2 * t0);
+        // SAFETY: within the reads and writes the caller vouches for (the
+        // 32 + 2 values from each row start; lanes t0 + l < tx).
+        unsafe {
+            transform_input_lanes(
+                [p, p.add(16)],
+                [even, odd],
+                plane,
+                row,
+                lane_mask((tx - t0).min(LANES)),
+                v.add(t0),
+                xi_stride,
+            )
+        };
+    }
+}
+
+/// [`transform_input_row`] for two tile rows of at most 8 tiles at once:
+/// lanes `[0, tx)` from the row whose first window starts at `src0`, lanes
+/// `[tx, 2·tx)` from `src1`, written to `v[ξ·xi_stride + l]`. The deep,
+/// small volumes (8 tiles per row at 16³, 6 at 12³) would fill half a
+/// vector otherwise.
+///
+/// # Safety
+/// `src0` and `src1` must each be valid for reads of `3·plane + 3·row + 18`
+/// values and `v` for writes of `2·tx` values at each `ξ·xi_stride`; `tx ≤
+/// 8`; the CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn transform_input_row_pair(
+    src0: *const f32,
+    src1: *const f32,
+    plane: usize,
+    row: usize,
+    tx: usize,
+    v: *mut f32,
+    xi_stride: usize,
+) {
+    debug_assert!((1..=LANES / 2).contains(&tx));
+    // lane l < tx: element 2l of the first row; lane l ≥ tx: element 2(l − tx)
+    // of the second (16 + … in the two-register permute); lanes past 2·tx
+    // repeat the last one and are not stored
+    let mut index = [0i32; LANES];
+    for (l, i) in index.iter_mut().enumerate() {
+        let l = l.min(2 * tx - 1);
+        *i = if l < tx { 2 * l } else { 16 + 2 * (l - tx) } as i32;
+    }
+    // SAFETY: 16 i32 are 64 readable bytes.
+    let even = unsafe { _mm512_loadu_si512(index.as_ptr().cast()) };
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    // SAFETY: within the reads and writes the caller vouches for.
+    unsafe {
+        transform_input_lanes(
+            [src0, src1],
+            [even, odd],
+            plane,
+            row,
+            lane_mask(2 * tx),
+            v,
+            xi_stride,
+        )
+    };
+}
+
+/// The lowest `n ≤ 16` lanes.
+#[inline(always)]
+fn lane_mask(n: usize) -> __mmask16 {
+    ((1u32 << n) - 1) as __mmask16
+}
+
+/// The 3-D input transform of 16 lanes of windows. Row `(dz, dy)` of the
+/// windows is read as `lo = src[0] + dz·plane + dy·row` and `hi = src[1] + …`
+/// (16 values each, and again 2 further): the columns `d0, d1` are the
+/// two-register permutes of `(lo, hi)` by `index[0]`, `index[1]`, and `d2,
+/// d3` those of the reads 2 further. Value `ξ` goes to `v[ξ·xi_stride + l]`
+/// for the lanes in `mask`.
+///
+/// # Safety
+/// The reads (16 values at each of the four starts per row) and the writes
+/// must be valid; only called from AVX-512 functions.
+#[inline(always)]
+unsafe fn transform_input_lanes(
+    src: [*const f32; 2],
+    index: [__m512i; 2],
+    plane: usize,
+    row: usize,
+    mask: __mmask16,
+    v: *mut f32,
+    xi_stride: usize,
+) {
+    // x-transform of each of the 16 rows: [dz][dy][ξx]
+    // SAFETY (of the intrinsic): only called from AVX-512 functions.
+    let mut rx = [[[unsafe { _mm512_setzero_ps() }; 4]; 4]; 4];
+    for (dz, rz) in rx.iter_mut().enumerate() {
+        for (dy, r) in rz.iter_mut().enumerate() {
+            let at = dz * plane + dy * row;
+            // SAFETY: within the reads the caller vouches for.
+            let d = unsafe {
+                let (lo, hi) = (
+                    _mm512_loadu_ps(src[0].add(at)),
+                    _mm512_loadu_ps(src[1].add(at)),
+                );
+                let (lo2, hi2) = (
+                    _mm512_loadu_ps(src[0].add(at + 2)),
+                    _mm512_loadu_ps(src[1].add(at + 2)),
+                );
+                [
+                    _mm512_permutex2var_ps(lo, index[0], hi),
+                    _mm512_permutex2var_ps(lo, index[1], hi),
+                    _mm512_permutex2var_ps(lo2, index[0], hi2),
+                    _mm512_permutex2var_ps(lo2, index[1], hi2),
+                ]
+            };
+            *r = input_1d(d);
         }
-        for ix in 0..4 {
-            // y then z for this ξx
-            let ry: [[__m512; 4]; 4] =
-                std::array::from_fn(|dz| input_1d(std::array::from_fn(|dy| rx[dz][dy][ix])));
-            for iy in 0..4 {
-                let rz = input_1d(std::array::from_fn(|dz| ry[dz][iy]));
-                for (iz, val) in rz.into_iter().enumerate() {
-                    let xi = (iz * 4 + iy) * 4 + ix;
-                    // SAFETY: within the writes the caller vouches for (mask
-                    // keeps lanes t0 + l < tx).
-                    unsafe { _mm512_mask_storeu_ps(v.add(xi * xi_stride + t0), mask, val) };
-                }
+    }
+    for ix in 0..4 {
+        // y then z for this ξx
+        let mut ry = rx[0];
+        for (dz, r) in ry.iter_mut().enumerate() {
+            let d = &rx[dz];
+            *r = input_1d([d[0][ix], d[1][ix], d[2][ix], d[3][ix]]);
+        }
+        for iy in 0..4 {
+            let rz = input_1d([ry[0][iy], ry[1][iy], ry[2][iy], ry[3][iy]]);
+            for (iz, val) in rz.into_iter().enumerate() {
+                let xi = (iz * 4 + iy) * 4 + ix;
+                // SAFETY: within the writes the caller vouches for.
+                unsafe { _mm512_mask_storeu_ps(v.add(xi * xi_stride), mask, val) };
             }
         }
     }
@@ -245,17 +341,27 @@ pub(super) unsafe fn transform_output_tile(
     for (iz, az) in ax.iter_mut().enumerate() {
         for (iy, a) in az.iter_mut().enumerate() {
             // SAFETY: within the reads the caller vouches for.
-            let row: [__m512; 4] = std::array::from_fn(|ix| unsafe {
-                _mm512_loadu_ps(m.add(((iz * 4 + iy) * 4 + ix) * xi_stride))
-            });
+            let at = (iz * 4 + iy) * 4 * xi_stride;
+            // SAFETY: within the reads the caller vouches for.
+            let row = unsafe {
+                [
+                    _mm512_loadu_ps(m.add(at)),
+                    _mm512_loadu_ps(m.add(at + xi_stride)),
+                    _mm512_loadu_ps(m.add(at + 2 * xi_stride)),
+                    _mm512_loadu_ps(m.add(at + 3 * xi_stride)),
+                ]
+            };
             *a = output_1d(row);
         }
     }
     for ox in 0..2 {
-        let ay: [[__m512; 2]; 4] =
-            std::array::from_fn(|iz| output_1d(std::array::from_fn(|iy| ax[iz][iy][ox])));
+        let mut ay = [ax[0][0]; 4];
+        for (iz, a) in ay.iter_mut().enumerate() {
+            let m = &ax[iz];
+            *a = output_1d([m[0][ox], m[1][ox], m[2][ox], m[3][ox]]);
+        }
         for oy in 0..2 {
-            let az = output_1d(std::array::from_fn(|iz| ay[iz][oy]));
+            let az = output_1d([ay[0][oy], ay[1][oy], ay[2][oy], ay[3][oy]]);
             for (oz, val) in az.into_iter().enumerate() {
                 // SAFETY: within the writes the caller vouches for.
                 unsafe { _mm512_storeu_ps(out.add((oz * 2 + oy) * row_stride + ox * voxel), val) };
@@ -298,17 +404,24 @@ pub(super) unsafe fn transform_gradient_tile(
     for (oz, gz) in gx.iter_mut().enumerate() {
         for (oy, r) in gz.iter_mut().enumerate() {
             // SAFETY: within the reads the caller vouches for.
-            let v: [__m512; 2] = std::array::from_fn(|ox| unsafe {
-                _mm512_loadu_ps(g.add((oz * 2 + oy) * row_stride + ox * voxel))
-            });
+            let at = (oz * 2 + oy) * row_stride;
+            // SAFETY: within the reads the caller vouches for.
+            let v = unsafe {
+                [
+                    _mm512_loadu_ps(g.add(at)),
+                    _mm512_loadu_ps(g.add(at + voxel)),
+                ]
+            };
             *r = gradient_1d(v);
         }
     }
     for ix in 0..4 {
-        let gy: [[__m512; 4]; 2] =
-            std::array::from_fn(|oz| gradient_1d(std::array::from_fn(|oy| gx[oz][oy][ix])));
+        let gy = [
+            gradient_1d([gx[0][0][ix], gx[0][1][ix]]),
+            gradient_1d([gx[1][0][ix], gx[1][1][ix]]),
+        ];
         for iy in 0..4 {
-            let gz = gradient_1d(std::array::from_fn(|oz| gy[oz][iy]));
+            let gz = gradient_1d([gy[0][iy], gy[1][iy]]);
             for (iz, val) in gz.into_iter().enumerate() {
                 // SAFETY: within the writes the caller vouches for.
                 unsafe { _mm512_storeu_ps(out.add(((iz * 4 + iy) * 4 + ix) * xi_stride), val) };
