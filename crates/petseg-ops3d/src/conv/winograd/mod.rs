@@ -100,9 +100,9 @@ pub(super) fn applies_wgrad(isa: Isa, g: &ConvGeom) -> bool {
 /// Fewest input and output channels for the Winograd weight gradient. Its
 /// products shrink 3.375× like the forward's, but it transforms the input
 /// and the output gradient of every tile and reduces over tiles in blocks;
-/// measured on one core against the direct kernel: 37 vs 40 ms at 128
-/// channels (16³), 21 vs 20 ms at 128 (12³), 33 vs 29 ms at 64 (24³) and
-/// 101 vs 60 ms at 32 channels (48³), where the input transform dominates.
+/// measured on one core against the direct kernel (2026-11-29): 35 vs 40 ms
+/// at 128 channels (16³), 21 vs 20 ms at 128 (12³), 30 vs 29 ms at 64 (24³)
+/// and 85 vs 58 ms at 32 channels (48³), where the transforms dominate.
 const WGRAD_MIN_CHANNELS: usize = 128;
 
 /// Tiles of the output: `⌈out/2⌉` per axis.
