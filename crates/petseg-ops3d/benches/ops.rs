@@ -12,7 +12,8 @@
 //! machine, same run; each figure the best over 3 rounds of at least `REPS`
 //! repetitions, more for short cases, see `conv_reps`), and prints the
 //! ratios. Set `PETSEG_OPS3D_CONV=gemm` to time the im2col + `gemm` kernels
-//! instead of the direct SIMD ones.
+//! instead of the direct SIMD ones, `PETSEG_OPS3D_CONV=direct` to keep the
+//! direct kernels where Winograd would run.
 
 use candle_core::{Device, Result, Tensor, Var};
 use petseg_ops3d::*;
@@ -314,7 +315,8 @@ fn conv_mode(sizes: &[usize]) -> Result<()> {
     };
     let kernels = match std::env::var("PETSEG_OPS3D_CONV") {
         Ok(v) if v == "gemm" => "im2col + gemm",
-        _ => "direct SIMD",
+        Ok(v) if v == "direct" => "direct SIMD",
+        _ => "direct SIMD + Winograd",
     };
     println!(
         "threads: {}, our kernels: {kernels}",

@@ -12,7 +12,11 @@
 //!   for the forward and the weight gradient of every convolution that is not
 //!   1×1×1 without stride/padding; the input gradient is a forward of the
 //!   flipped kernel for stride 1 and `s³` sub-pixel stride-1 phases
-//!   (`subpixel`) for strided convolutions.
+//!   (`subpixel`) for strided convolutions. With AVX-512, stride-1 3×3×3
+//!   convolutions of one group with ≥ 16 input and ≥ 32 output channels run
+//!   their forward (hence their input gradient) as Winograd F(2×2×2, 3×3×3)
+//!   (`winograd`), and their weight gradient too from 128 channels on;
+//!   `PETSEG_OPS3D_CONV=direct` keeps them on the direct kernels.
 //! * f64, other CPUs, 1×1×1 convolutions and geometries the above cannot
 //!   express (padding beyond the dilated kernel): im2col/shifted-row tiles +
 //!   the `gemm` crate, and col2im for the strided input gradient. These are
