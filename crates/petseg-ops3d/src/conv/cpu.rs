@@ -12,6 +12,8 @@
 use super::direct;
 use super::geom::ConvGeom;
 use super::out_map::OutMap;
+#[cfg(target_arch = "x86_64")]
+use super::pointwise;
 use super::rows;
 use super::subpixel;
 use crate::elem::{written_vec, Elem, SharedMut};
@@ -283,8 +285,13 @@ pub(super) unsafe fn matmul<T: Elem>(
 
 /// Forward convolution: `y [n, o, out]` from `x [n, c, in]` and `w [o, cg, k]`.
 /// f32 runs the direct SIMD kernels where the CPU has them (see
-/// [`direct`]); everything else the im2col/shifted-row + `gemm` kernels.
+/// [`direct`]; with AVX-512 also Winograd and the 1×1×1 kernel,
+/// `pointwise`); everything else the im2col/shifted-row + `gemm` kernels.
 pub(crate) fn conv_fwd<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(x), Some(w)) = (pointwise::applies(direct::isa(), g), as_f32(x), as_f32(w)) {
+        return from_f32(pointwise::fwd(g, x, w));
+    }
     if let (Some(isa), Some(x), Some(w)) = (fast_isa(g), as_f32(x), as_f32(w)) {
         #[cfg(target_arch = "x86_64")]
         if super::winograd::applies(isa, g) {
@@ -756,9 +763,6 @@ fn flipped_adjoint<T: Elem>(g: &ConvGeom, w: &[T]) -> Option<(ConvGeom, Vec<T>)>
             return None;
         }
         padding[a] = reach - g.padding[a];
-    }
-    if g.is_pointwise() {
-        return None; // the pointwise path of conv_dgrad is already a plain gemm
     }
     let (cg, og, kvol) = (g.cg(), g.og(), g.kvol());
     let mut w2 = vec![T::from_f64(0.0); w.len()];

@@ -34,6 +34,8 @@ mod direct;
 pub(crate) mod geom;
 mod out_map;
 mod padded;
+#[cfg(target_arch = "x86_64")]
+mod pointwise;
 mod rows;
 mod subpixel;
 mod transpose;
