@@ -21,7 +21,8 @@ use super::predict::load_models;
 
 /// Arguments of `petseg demo`.
 ///
-/// Example (about 7 minutes on 2 cores; held-out mean DSC 0.67 with the defaults):
+/// Example (about 5 minutes on 2 cores; held-out mean DSC 0.56–0.67 with the
+/// defaults, depending on the build's rounding; `crates/petseg-train/README.md`):
 ///   petseg demo --out petseg-demo
 /// A 1-minute smoke run:
 ///   petseg demo --out /tmp/demo --quick
