@@ -60,8 +60,8 @@
 //!   convolution with register-blocked SIMD micro-kernels for the forward and
 //!   the weight gradient; the input gradient is the forward of the flipped,
 //!   channel-transposed kernel for stride 1 and `s³` sub-pixel stride-1
-//!   phases for strided convolutions. f64, other CPUs, 1×1×1 convolutions and
-//!   unusual paddings use im2col / shifted-row tiles with the `gemm` crate
+//!   phases for strided convolutions. f64, other CPUs, 1×1×1 convolutions
+//!   without AVX-512 and unusual paddings use im2col / shifted-row tiles with the `gemm` crate
 //!   (and col2im for the strided input gradient), which are also the
 //!   reference the direct kernels are tested against. Every route tiles the
 //!   output rows (rayon over sample × tile, ≤ ~1 MiB of buffer per task)
@@ -80,7 +80,9 @@
 //!   channel pair for the forward and hence the stride-1 input gradient, and
 //!   from 128 channels also for the weight gradient; `PETSEG_OPS3D_CONV=direct`
 //!   turns it off. Its results differ from the direct sums by rounding only
-//!   (≤ 1e-5 relative in the tests).
+//!   (≤ 1e-5 relative in the tests). 1×1×1 convolutions without stride or
+//!   padding run an AVX-512 kernel over packed runs of the input
+//!   (`conv/pointwise.rs`), also for their input gradient.
 //!   On the CPU the bias is added inside the op and its gradient is one
 //!   channel-sum pass (`conv/bias.rs`), which saves the volume-sized `y + b`
 //!   tensor and candle's zero-fill + add of its gradient.

@@ -1,13 +1,14 @@
 //! CPU kernels of the convolution family (forward, input gradient, weight
 //! gradient): the dispatch between the direct SIMD kernels ([`direct`],
-//! [`subpixel`]) and the im2col/shifted-row + `gemm` kernels written here
-//! (single-threaded `gemm` inside each tile; rayon across tiles), plus the
-//! tiling and the ordered weight-gradient reduction both share.
+//! [`subpixel`]), Winograd (`winograd`), the 1×1×1 kernel (`pointwise`) and
+//! the im2col/shifted-row + `gemm` kernels written here (single-threaded
+//! `gemm` inside each tile; rayon across tiles), plus the tiling and the
+//! ordered weight-gradient reduction the direct and gemm kernels share.
 //!
 //! Memory: each rayon task owns one buffer of at most [`COL_BUDGET_BYTES`]
-//! (gemm) or [`direct::BUF_BUDGET_BYTES`] (direct); nothing proportional to
-//! the volume is allocated apart from the result itself (and, for the
-//! sub-pixel input gradient, one phase result of 1/s³ of it).
+//! (gemm) or [`direct::BUF_BUDGET_BYTES`] (direct; Winograd's are bounded in
+//! its module); nothing proportional to the volume is allocated apart from
+//! the result itself and the once-padded input of stride-1 convolutions.
 
 use super::direct;
 use super::geom::ConvGeom;

@@ -16,17 +16,21 @@
 //!   convolutions of one group with ≥ 16 input and ≥ 32 output channels run
 //!   their forward (hence their input gradient) as Winograd F(2×2×2, 3×3×3)
 //!   (`winograd`), and their weight gradient too from 128 channels on;
-//!   `PETSEG_OPS3D_CONV=direct` keeps them on the direct kernels.
-//! * f64, other CPUs, 1×1×1 convolutions and geometries the above cannot
+//!   `PETSEG_OPS3D_CONV=direct` keeps them on the direct kernels. 1×1×1
+//!   convolutions without stride or padding run `pointwise` (AVX-512), their
+//!   input gradient through the flipped adjoint.
+//! * f64, other CPUs, 1×1×1 convolutions without AVX-512 and geometries the above cannot
 //!   express (padding beyond the dilated kernel): im2col/shifted-row tiles +
 //!   the `gemm` crate, and col2im for the strided input gradient. These are
 //!   also the reference the direct kernels are tested against.
 //!   `PETSEG_OPS3D_CONV=gemm` forces them for benchmarks.
 //!
 //! All routes tile the output rows (rayon over sample × tile, a buffer of at
-//! most ~1 MiB per task, nothing volume-sized but the result) and sum the
-//! weight gradient in a fixed number of ordered partial sums that depends
-//! only on the geometry, so results do not depend on the thread count.
+//! most ~1 MiB per task, 2–4 MiB for Winograd's blocks of tiles; nothing
+//! volume-sized but the result and the once-padded input) and sum the weight
+//! gradient in a fixed number of ordered partial sums that depends only on
+//! the geometry (Winograd: one sum, each element added block by block in
+//! order), so results do not depend on the thread count.
 
 mod bias;
 pub(crate) mod cpu;
