@@ -21,18 +21,18 @@ fn cases() -> Vec<(&'static str, OpFn)> {
         Box::new(move |m| upsample_trilinear3d(&m["x"], t, ac))
     };
     let near = |t: UpsampleTarget| -> OpFn { Box::new(move |m| upsample_nearest3d(&m["x"], t)) };
+    let k3s1p1 = || -> OpFn {
+        Box::new(move |m| {
+            conv3d(
+                &m["x"],
+                &m["w"],
+                m.get("b"),
+                &conv([1; 3], [1; 3], [1; 3], 1),
+            )
+        })
+    };
     vec![
-        (
-            "conv_k3s1p1",
-            Box::new(move |m| {
-                conv3d(
-                    &m["x"],
-                    &m["w"],
-                    m.get("b"),
-                    &conv([1; 3], [1; 3], [1; 3], 1),
-                )
-            }),
-        ),
+        ("conv_k3s1p1", k3s1p1()),
         (
             "conv_k3s2p1",
             Box::new(move |m| conv3d(&m["x"], &m["w"], None, &conv([2; 3], [1; 3], [1; 3], 1))),
@@ -109,18 +109,8 @@ fn cases() -> Vec<(&'static str, OpFn)> {
             "instancenorm",
             Box::new(|m| instance_norm(&m["x"], None, None, 1e-5)),
         ),
-        (
-            // forward and input gradient on the Winograd route (AVX-512)
-            "conv_k3s1p1_c32",
-            Box::new(move |m| {
-                conv3d(
-                    &m["x"],
-                    &m["w"],
-                    m.get("b"),
-                    &conv([1; 3], [1; 3], [1; 3], 1),
-                )
-            }),
-        ),
+        // forward and input gradient on the Winograd route (AVX-512)
+        ("conv_k3s1p1_c32", k3s1p1()),
     ]
 }
 
