@@ -53,77 +53,59 @@ pub(super) fn transform_weights(g: &ConvGeom, w: &[f32], og_pad: usize) -> Vec<f
 /// `(G ⊗ G ⊗ G) · k` for 3×3×3 kernels `k[kz·9 + ky·3 + kx]` (lanes: output
 /// channels): 64 values `[ξz·16 + ξy·4 + ξx]`.
 pub(super) fn transform_kernel(k: &[[f32; OB]; 27]) -> [[f32; OB]; XI] {
-    // G applied along one axis: 3 taps `k[at + j·step]` → 4 values `out[to + i·ostep]`
-    fn g_1d(
-        k: &[[f32; OB]],
-        at: usize,
-        step: usize,
-        out: &mut [[f32; OB]],
-        to: usize,
-        ostep: usize,
-    ) {
-        let (a, b, c) = (k[at], k[at + step], k[at + 2 * step]);
-        for l in 0..OB {
-            out[to][l] = a[l];
-            out[to + ostep][l] = 0.5 * (a[l] + b[l] + c[l]);
-            out[to + 2 * ostep][l] = 0.5 * (a[l] - b[l] + c[l]);
-            out[to + 3 * ostep][l] = c[l];
-        }
-    }
-    // along x: [kz][ky][ξx] (3·3·4), along y: [kz][ξy][ξx] (3·4·4), along z
-    let mut gx = [[0.0; OB]; 36];
-    for zy in 0..9 {
-        g_1d(k, zy * 3, 1, &mut gx, zy * 4, 1);
-    }
-    let mut gy = [[0.0; OB]; 48];
-    for z in 0..3 {
-        for ix in 0..4 {
-            g_1d(&gx, z * 12 + ix, 4, &mut gy, z * 16 + ix, 4);
-        }
-    }
     let mut out = [[0.0; OB]; XI];
-    for yx in 0..16 {
-        g_1d(&gy, yx, 16, &mut out, yx, 16);
-    }
+    separable_3d::<3, 4, OB>(k, &mut out, |[a, b, c]| {
+        [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c]
+    });
     out
 }
 
 /// `(Gᵀ ⊗ Gᵀ ⊗ Gᵀ) · p` for 16 lanes of 64 values `p[ξz·16 + ξy·4 + ξx]`:
 /// 27 values `[kz·9 + ky·3 + kx]`.
 pub(super) fn kernel_gradient(p: &[[f32; LANES]; XI]) -> [[f32; LANES]; 27] {
-    // Gᵀ along one axis: 4 values `p[at + i·step]` → 3 values `out[to + k·ostep]`
-    fn gt_1d(
-        p: &[[f32; LANES]],
-        at: usize,
-        step: usize,
-        out: &mut [[f32; LANES]],
-        to: usize,
-        ostep: usize,
-    ) {
-        let (a, b, c, d) = (p[at], p[at + step], p[at + 2 * step], p[at + 3 * step]);
-        for l in 0..LANES {
-            let (sum, diff) = (0.5 * (b[l] + c[l]), 0.5 * (b[l] - c[l]));
-            out[to][l] = a[l] + sum;
-            out[to + ostep][l] = diff;
-            out[to + 2 * ostep][l] = sum + d[l];
-        }
-    }
-    // along x: [ξz][ξy][kx] (16·3), along y: [ξz][ky][kx] (4·9), along z
-    let mut px = [[0.0; LANES]; 48];
-    for zy in 0..16 {
-        gt_1d(p, zy * 4, 1, &mut px, zy * 3, 1);
-    }
-    let mut py = [[0.0; LANES]; 36];
-    for z in 0..4 {
-        for kx in 0..3 {
-            gt_1d(&px, z * 12 + kx, 3, &mut py, z * 9 + kx, 3);
-        }
-    }
     let mut out = [[0.0; LANES]; 27];
-    for yx in 0..9 {
-        gt_1d(&py, yx, 9, &mut out, yx, 9);
-    }
+    separable_3d::<4, 3, LANES>(p, &mut out, |[a, b, c, d]| {
+        let (sum, diff) = (0.5 * (b + c), 0.5 * (b - c));
+        [a + sum, diff, sum + d]
+    });
     out
+}
+
+/// Applies the 1-D transform `f` (`I` values → `O`) along x, then y, then z
+/// of an `I³` block `input[(z·I + y)·I + x]` into the `O³` block `out`, lane
+/// by lane (`I`, `O` ≤ 4).
+fn separable_3d<const I: usize, const O: usize, const L: usize>(
+    input: &[[f32; L]],
+    out: &mut [[f32; L]],
+    f: impl Fn([f32; I]) -> [f32; O],
+) {
+    // along one axis: I values `src[at + i·step]` → O values `dst[to + j·step_out]`
+    let along = |src: &[[f32; L]],
+                 at: usize,
+                 step: usize,
+                 dst: &mut [[f32; L]],
+                 to: usize,
+                 step_out: usize| {
+        for l in 0..L {
+            let v = f(std::array::from_fn(|i: usize| src[at + i * step][l]));
+            for (j, &x) in v.iter().enumerate() {
+                dst[to + j * step_out][l] = x;
+            }
+        }
+    };
+    // [z][y][ξx] (I·I·O), then [z][ξy][ξx] (I·O·O), then [ξz][ξy][ξx]
+    let (mut by_x, mut by_y) = ([[0.0; L]; 64], [[0.0; L]; 64]);
+    for zy in 0..I * I {
+        along(input, zy * I, 1, &mut by_x, zy * O, 1);
+    }
+    for z in 0..I {
+        for x in 0..O {
+            along(&by_x, z * I * O + x, O, &mut by_y, z * O * O + x, O);
+        }
+    }
+    for yx in 0..O * O {
+        along(&by_y, yx, O * O, out, yx, O * O);
+    }
 }
 
 /// Prefetches the 4×4 input rows of one tile row (the next channel's while
