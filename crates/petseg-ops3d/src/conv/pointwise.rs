@@ -9,7 +9,13 @@
 //! each `y` value written once), so this kernel reads `x` in place: blocks
 //! of 48 voxels × 8 output channels of accumulators, over runs of up to 1536
 //! voxels of every input channel, packed together (see [`pack_chunk`]) so
-//! that they stay in L2 across the output-channel blocks. Tails are masked; rayon over (sample, run of voxels).
+//! that they stay in L2 across the output-channel blocks. Tails are masked;
+//! rayon over (sample, run of voxels).
+//!
+//! The weight gradient stays with the `gemm` crate: a kernel of the same
+//! kind (packed runs, 4 × 6 or 8 × 2 channel pairs per call, vectors over
+//! voxels) was no faster here, as that product is bound by the memory reads
+//! and candle's materialised output gradient either way.
 
 use super::direct::{self, Isa};
 use super::geom::ConvGeom;
