@@ -623,11 +623,12 @@ mod tests {
     use super::super::direct::tests::{geom, max_rel, values};
     use super::*;
 
-    /// Odd output sizes (tiles past the end), paddings 0–2, output channels
-    /// that are not a multiple of the 32-channel blocks, rows of more than
-    /// 16 tiles (two vectors of the input transform, the second partial),
-    /// batch > 1; against the im2col + gemm reference.
-    fn cases() -> Option<[ConvGeom; 5]> {
+    /// Odd output sizes (tiles past the end, down to a single voxel),
+    /// paddings 0–2, output channels that are not a multiple of the
+    /// 32-channel blocks, rows of more than 16 tiles (two vectors of the
+    /// input transform, the second partial) and of at most 8 (two tile rows
+    /// per vector, an odd count of rows), batch > 1.
+    fn cases() -> Option<[ConvGeom; 6]> {
         if direct::isa() != Some(Isa::Avx512) {
             eprintln!("skipped: this CPU has no AVX-512F");
             return None;
@@ -638,6 +639,7 @@ mod tests {
             geom(1, 16, 33, 1, [6, 7, 8], [3; 3], [1; 3], [0; 3], [1; 3]),
             geom(1, 17, 32, 1, [4, 5, 6], [3; 3], [1; 3], [2; 3], [1; 3]),
             geom(1, 24, 64, 1, [3, 4, 37], [3; 3], [1; 3], [1; 3], [1; 3]),
+            geom(1, 16, 32, 1, [1, 1, 1], [3; 3], [1; 3], [1; 3], [1; 3]),
         ])
     }
 
