@@ -49,8 +49,8 @@ use transform::{
 
 /// Transformed values per tile (4³).
 const XI: usize = 64;
-/// Output channels per block of `U`, per forward micro-kernel call and per
-/// weight-gradient micro-kernel call (two vectors).
+/// Output channels per block of `U` and per forward micro-kernel call (two
+/// vectors).
 const OB: usize = 32;
 /// Tiles per forward micro-kernel call.
 const COLS: usize = 12;
@@ -276,10 +276,9 @@ impl Layout {
 struct Scratch {
     /// Transformed input `[ξ][c][tile]`.
     v: Vec<f32>,
-    /// Forward products `M` or transformed output gradient `Γ`:
-    /// `[tile][ξ][o]` (`og_pad` channels).
+    /// Products `M [tile][ξ][o]` (`og_pad` channels).
     m: Vec<f32>,
-    /// One tile row's outputs or output gradient `[oz·2 + oy][x][o]`.
+    /// One tile row's outputs `[oz·2 + oy][x][o]`.
     stage: Vec<f32>,
 }
 
