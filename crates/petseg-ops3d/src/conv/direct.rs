@@ -150,6 +150,7 @@ pub(super) fn forced_gemm() -> bool {
 /// True when the environment variable `PETSEG_OPS3D_CONV` is `direct`: the
 /// direct kernels then run where the Winograd forward ([`super::winograd`])
 /// would (to compare both in one benchmark run).
+#[cfg(target_arch = "x86_64")]
 pub(super) fn winograd_disabled() -> bool {
     static DIRECT: OnceLock<bool> = OnceLock::new();
     *DIRECT.get_or_init(|| std::env::var("PETSEG_OPS3D_CONV").is_ok_and(|v| v == "direct"))
@@ -163,6 +164,7 @@ pub(super) fn winograd_disabled() -> bool {
 /// # Safety
 /// Every pointer must be valid for the reads and writes above, and the CPU
 /// must support `isa`.
+#[cfg(target_arch = "x86_64")]
 pub(super) unsafe fn channel_vector_kernel(
     isa: Isa,
     x: *const f32,
