@@ -497,40 +497,6 @@ pub(crate) fn conv_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
     gemm_dgrad(g, gy, w)
 }
 
-/// Input gradient of a 1×1×1 convolution without stride or padding: per
-/// tile of voxels `gx = W_gᵀ · gy` (a plain matrix product; every element of
-/// `gx` is written once, so it starts uninitialised).
-fn pointwise_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
-    let (vol, cg, og, wo) = (g.in_vol(), g.cg(), g.og(), g.output[2]);
-    let plan = TilePlan::gemm(g, std::mem::size_of::<T>(), min_tiles_per_item(g));
-    let compute = |gx: &mut [std::mem::MaybeUninit<T>]| {
-        let gxp = SharedMut(gx.as_mut_ptr().cast::<T>());
-        plan.tasks(g.n).par_iter().for_each(|&(b, ti)| {
-            let (r0, r1) = plan.tile(ti);
-            let (p0, cols) = (r0 * wo, (r1 - r0) * wo);
-            for grp in 0..g.groups {
-                // SAFETY: the tile writes only its own columns of gx.
-                unsafe {
-                    let dst = gxp.ptr().add((b * g.c + grp * cg) * vol + p0);
-                    let rhs = gy[(b * g.o + grp * og) * vol + p0..].as_ptr();
-                    matmul(
-                        cg,
-                        cols,
-                        og,
-                        (dst, 1, vol as isize),
-                        false,
-                        (w[grp * og * cg..].as_ptr(), cg as isize, 1),
-                        (rhs, 1, vol as isize),
-                    );
-                }
-            }
-        });
-    };
-    // SAFETY: the tiles cover all voxels of every sample, and each writes
-    // (without accumulating) all `cg` channels of every group at its voxels.
-    unsafe { written_vec(g.x_len(), compute) }
-}
-
 /// Input gradient with `gemm` + col2im (any element type and geometry; the
 /// reference of the other routes).
 ///
@@ -538,9 +504,6 @@ fn pointwise_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
 /// depth planes thick enough that slabs two apart never touch the same input
 /// plane, so all even slabs run in parallel, then all odd ones.
 pub(super) fn gemm_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
-    if g.is_pointwise() {
-        return pointwise_dgrad(g, gy, w);
-    }
     let mut gx = vec![T::from_f64(0.0); g.x_len()];
     let (in_vol, out_vol, krows, cg, og, wo, oh) = (
         g.in_vol(),

@@ -201,12 +201,13 @@ unsafe fn block_rows<const R: usize>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::cpu::gemm_fwd;
+    use super::super::cpu::{conv_dgrad, gemm_dgrad, gemm_fwd};
     use super::super::direct::tests::{geom, max_rel, values};
     use super::*;
 
     /// Channel counts off the 8-row blocks, volumes off the 48-voxel blocks
-    /// and the task runs, batch 2; against the gemm reference.
+    /// and the task runs, batch 2; forward and input gradient against the
+    /// gemm reference (im2col and col2im).
     #[test]
     fn pointwise_matches_gemm() {
         if direct::isa() != Some(Isa::Avx512) {
@@ -224,6 +225,13 @@ mod tests {
             let w = values(g.w_len(), 7 * i as u64 + 1);
             let err = max_rel(&fwd(&g, &x, &w), &gemm_fwd(&g, &x, &w));
             assert!(err < 1e-5, "case {i}: relative error {err:e} for {g:?}");
+            // the input gradient: this kernel through the flipped adjoint
+            let gy = values(g.y_len(), 7 * i as u64 + 2);
+            let err = max_rel(&conv_dgrad(&g, &gy, &w), &gemm_dgrad(&g, &gy, &w));
+            assert!(
+                err < 1e-5,
+                "case {i}: input gradient error {err:e} for {g:?}"
+            );
         }
     }
 }
