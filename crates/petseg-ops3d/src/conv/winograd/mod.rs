@@ -76,11 +76,16 @@ fn conflict_free(n: usize) -> usize {
     (n.div_ceil(16) | 1) * 16
 }
 
-/// True when the forward and weight gradient of `g` run here: f32 with
-/// AVX-512, a 3×3×3 kernel with stride and dilation 1, one group, at least
-/// 32 output channels (the micro-kernels' channel vectors) and
-/// [`MIN_INPUT_CHANNELS`] input channels.
+/// True when the forward and weight gradient of `g` run here: [`fits`],
+/// unless `PETSEG_OPS3D_CONV=direct` turns Winograd off.
 pub(super) fn applies(isa: Isa, g: &ConvGeom) -> bool {
+    fits(isa, g) && !direct::winograd_disabled()
+}
+
+/// True when this module can compute `g`: f32 with AVX-512, a 3×3×3 kernel
+/// with stride and dilation 1, one group, at least 32 output channels (the
+/// micro-kernels' channel vectors) and [`MIN_INPUT_CHANNELS`] input channels.
+fn fits(isa: Isa, g: &ConvGeom) -> bool {
     isa == Isa::Avx512
         && g.kernel == [3; 3]
         && g.stride == [1; 3]
@@ -88,7 +93,6 @@ pub(super) fn applies(isa: Isa, g: &ConvGeom) -> bool {
         && g.groups == 1
         && g.o >= OB
         && g.c >= MIN_INPUT_CHANNELS
-        && !direct::winograd_disabled()
 }
 
 /// True when the weight gradient of `g` runs here: [`applies`], with at
@@ -158,7 +162,7 @@ struct Call<'a> {
 
 impl<'a> Call<'a> {
     fn new(g: &'a ConvGeom, x: &[f32], min_tasks: usize, budget: usize) -> Self {
-        debug_assert!(applies(Isa::Avx512, g));
+        debug_assert!(fits(Isa::Avx512, g));
         let even = ConvGeom {
             output: g.output.map(|o| o.next_multiple_of(2)),
             ..*g
@@ -297,7 +301,7 @@ fn stage_len(call: &Call) -> usize {
 }
 
 /// Forward convolution `y [n, o, out]` of `x [n, c, in]` and `w [o, c, 3, 3, 3]`
-/// for a geometry [`applies`] accepts.
+/// for a geometry [`fits`] accepts.
 pub(super) fn fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
     // enough tasks for every thread (as the direct kernels' tile plans)
     let min_tasks = (4 * rayon::current_num_threads()).div_ceil(g.n.max(1));
@@ -424,7 +428,7 @@ fn tile_row_rows(call: &Call, r: usize) -> impl Iterator<Item = (usize, (usize, 
 }
 
 /// Weight gradient `[c·27][o]` (tap-major, as the direct kernels' partial
-/// sums) of `x [n, c, in]` and `gy [n, o, out]` for a geometry [`applies`]
+/// sums) of `x [n, c, in]` and `gy [n, o, out]` for a geometry [`fits`]
 /// accepts.
 ///
 /// The blocks of tiles run one after the other, each in three parallel
@@ -645,7 +649,7 @@ mod tests {
     #[test]
     fn winograd_forward_matches_gemm_forward() {
         for (i, g) in cases().into_iter().flatten().enumerate() {
-            assert!(applies(Isa::Avx512, &g), "case {i} must take this route");
+            assert!(fits(Isa::Avx512, &g), "case {i} must fit this route");
             let x = values(g.x_len(), 5 * i as u64);
             let w = values(g.w_len(), 5 * i as u64 + 1);
             let err = max_rel(&fwd(&g, &x, &w), &gemm_fwd(&g, &x, &w));
