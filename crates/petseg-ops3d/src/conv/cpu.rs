@@ -296,7 +296,11 @@ pub(crate) fn conv_fwd<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
     if let (Some(isa), Some(x), Some(w)) = (fast_isa(g), as_f32(x), as_f32(w)) {
         #[cfg(target_arch = "x86_64")]
         if super::winograd::applies(isa, g) {
-            return from_f32(super::winograd::fwd(g, x, w));
+            return from_f32(super::winograd::fwd(
+                g,
+                x,
+                super::winograd::Weights::Plain(w),
+            ));
         }
         return from_f32(direct_fwd(isa, g, x, w));
     }
@@ -486,8 +490,15 @@ pub(super) fn gemm_fwd<T: Elem>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
 /// Strided ones in f32 on a CPU with the direct kernels are split into
 /// stride-1 sub-pixel phases ([`subpixel`]); the rest use [`gemm_dgrad`].
 pub(crate) fn conv_dgrad<T: Elem>(g: &ConvGeom, gy: &[T], w: &[T]) -> Vec<T> {
-    if let Some((g2, w2)) = flipped_adjoint(g, w) {
-        return conv_fwd(&g2, gy, &w2);
+    if let Some(g2) = flipped_adjoint(g) {
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(isa), Some(gy), Some(w)) = (fast_isa(&g2), as_f32(gy), as_f32(w)) {
+            if super::winograd::applies(isa, &g2) {
+                let w = super::winograd::Weights::Flipped(w);
+                return from_f32(super::winograd::fwd(&g2, gy, w));
+            }
+        }
+        return conv_fwd(&g2, gy, &flipped_weights(g, w));
     }
     if let (Some(isa), Some(gy), Some(w)) = (fast_isa(g), as_f32(gy), as_f32(w)) {
         if let Some(gx) = subpixel::dgrad(isa, g, gy, w) {
@@ -716,10 +727,10 @@ pub(super) fn gemm_wgrad<T: Elem>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
 }
 
 /// For stride 1 the input gradient is itself a convolution: of `gy` with the
-/// kernel flipped in space and transposed in channels (per group), padding
-/// `dil·(k−1) − p`. Returns that convolution's geometry and weight, or `None`
-/// when a stride is not 1 or `p > dil·(k−1)` on some axis.
-fn flipped_adjoint<T: Elem>(g: &ConvGeom, w: &[T]) -> Option<(ConvGeom, Vec<T>)> {
+/// kernel flipped in space and transposed in channels (per group,
+/// [`flipped_weights`]), padding `dil·(k−1) − p`. Returns that convolution's
+/// geometry, or `None` when a stride is not 1 or `p > dil·(k−1)` on some axis.
+pub(super) fn flipped_adjoint(g: &ConvGeom) -> Option<ConvGeom> {
     let mut padding = [0; 3];
     for a in 0..3 {
         let reach = g.dilation[a] * (g.kernel[a] - 1);
@@ -728,6 +739,23 @@ fn flipped_adjoint<T: Elem>(g: &ConvGeom, w: &[T]) -> Option<(ConvGeom, Vec<T>)>
         }
         padding[a] = reach - g.padding[a];
     }
+    Some(ConvGeom {
+        n: g.n,
+        c: g.o,
+        o: g.c,
+        groups: g.groups,
+        input: g.output,
+        kernel: g.kernel,
+        stride: [1; 3],
+        padding,
+        dilation: g.dilation,
+        output: g.input,
+    })
+}
+
+/// The weight of [`flipped_adjoint`]'s convolution: `w` flipped in space and
+/// with input and output channels swapped within each group.
+fn flipped_weights<T: Elem>(g: &ConvGeom, w: &[T]) -> Vec<T> {
     let (cg, og, kvol) = (g.cg(), g.og(), g.kvol());
     let mut w2 = vec![T::from_f64(0.0); w.len()];
     for grp in 0..g.groups {
@@ -742,17 +770,5 @@ fn flipped_adjoint<T: Elem>(g: &ConvGeom, w: &[T]) -> Option<(ConvGeom, Vec<T>)>
             }
         }
     }
-    let g2 = ConvGeom {
-        n: g.n,
-        c: g.o,
-        o: g.c,
-        groups: g.groups,
-        input: g.output,
-        kernel: g.kernel,
-        stride: [1; 3],
-        padding,
-        dilation: g.dilation,
-        output: g.input,
-    };
-    Some((g2, w2))
+    w2
 }

@@ -300,9 +300,42 @@ fn stage_len(call: &Call) -> usize {
     4 * 2 * call.tiles.n[2] * call.og_pad
 }
 
-/// Forward convolution `y [n, o, out]` of `x [n, c, in]` and `w [o, c, 3, 3, 3]`
+/// The kernel of a forward convolution, as it lies in memory.
+#[derive(Clone, Copy)]
+pub(super) enum Weights<'a> {
+    /// `w [o, c, 3, 3, 3]`.
+    Plain(&'a [f32]),
+    /// The flipped adjoint of `w [c, o, 3, 3, 3]`: this forward is the input
+    /// gradient of the convolution with weight `w`, whose kernel it reads
+    /// flipped in space and with the channels swapped, in place (a flipped
+    /// copy would be one more weight-sized buffer, the size of a deep
+    /// layer's tensors; see `cpu::flipped_adjoint`).
+    Flipped(&'a [f32]),
+}
+
+impl Weights<'_> {
+    /// Writes the 27 taps of output channel `o`, input channel `ci` of the
+    /// forward `g` into lane `lane` of `k`.
+    fn kernel(self, g: &ConvGeom, o: usize, ci: usize, k: &mut [[f32; OB]; 27], lane: usize) {
+        match self {
+            Weights::Plain(w) => {
+                for (tap, &v) in w[(o * g.c + ci) * 27..][..27].iter().enumerate() {
+                    k[tap][lane] = v;
+                }
+            }
+            Weights::Flipped(w) => {
+                // reversing the flattened (kz, ky, kx) taps flips all three axes
+                for (tap, &v) in w[(ci * g.o + o) * 27..][..27].iter().rev().enumerate() {
+                    k[tap][lane] = v;
+                }
+            }
+        }
+    }
+}
+
+/// Forward convolution `y [n, o, out]` of `x [n, c, in]` and the kernel `w`
 /// for a geometry [`fits`] accepts.
-pub(super) fn fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
+pub(super) fn fwd(g: &ConvGeom, x: &[f32], w: Weights) -> Vec<f32> {
     // enough tasks for every thread (as the direct kernels' tile plans)
     let min_tasks = (4 * rayon::current_num_threads()).div_ceil(g.n.max(1));
     // every task streams all of U once: the larger U, the more tiles per task
@@ -622,7 +655,9 @@ fn kernel_gradients(call: &Call, p: &[f32]) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::cpu::{gemm_fwd, gemm_wgrad, tap_major_to_weights};
+    use super::super::cpu::{
+        conv_dgrad, flipped_adjoint, gemm_dgrad, gemm_fwd, gemm_wgrad, tap_major_to_weights,
+    };
     use super::super::direct::tests::{geom, max_rel, values};
     use super::*;
 
@@ -652,7 +687,30 @@ mod tests {
             assert!(fits(Isa::Avx512, &g), "case {i} must fit this route");
             let x = values(g.x_len(), 5 * i as u64);
             let w = values(g.w_len(), 5 * i as u64 + 1);
-            let err = max_rel(&fwd(&g, &x, &w), &gemm_fwd(&g, &x, &w));
+            let err = max_rel(&fwd(&g, &x, Weights::Plain(&w)), &gemm_fwd(&g, &x, &w));
+            assert!(err < 1e-5, "case {i}: relative error {err:e} for {g:?}");
+        }
+    }
+
+    /// The input gradient of each case's adjoint (input and output channels
+    /// swapped, padding 2 − p) runs this forward on the kernel read flipped
+    /// in place ([`Weights::Flipped`]), and matches the col2im kernel.
+    #[test]
+    fn winograd_input_gradient_matches_col2im() {
+        for (i, fwd_g) in cases().into_iter().flatten().enumerate() {
+            let g = ConvGeom {
+                c: fwd_g.o,
+                o: fwd_g.c,
+                input: fwd_g.output,
+                output: fwd_g.input,
+                padding: fwd_g.padding.map(|p| 2 - p),
+                ..fwd_g
+            };
+            let adjoint = flipped_adjoint(&g).expect("stride 1, padding ≤ 2");
+            assert!(fits(Isa::Avx512, &adjoint), "case {i} must take this route");
+            let w = values(g.w_len(), 5 * i as u64 + 4);
+            let gy = values(g.y_len(), 5 * i as u64 + 5);
+            let err = max_rel(&conv_dgrad(&g, &gy, &w), &gemm_dgrad(&g, &gy, &w));
             assert!(err < 1e-5, "case {i}: relative error {err:e} for {g:?}");
         }
     }

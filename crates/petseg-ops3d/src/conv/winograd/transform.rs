@@ -14,7 +14,7 @@
 //! The input and output-gradient transforms run on AVX-512 vectors of 16
 //! tiles or channels; the kernel transforms on arrays over channels.
 
-use super::{OB, XI};
+use super::{Weights, OB, XI};
 use crate::conv::geom::ConvGeom;
 use crate::elem::SharedMut;
 use rayon::prelude::*;
@@ -27,7 +27,7 @@ pub(super) const LANES: usize = 16;
 /// Rayon over `(o-block, c)`: each transforms the kernels of one input
 /// channel for 32 output channels at once (lanes over `o`) and writes one
 /// contiguous run of 32 values per `ξ`.
-pub(super) fn transform_weights(g: &ConvGeom, w: &[f32], og_pad: usize) -> Vec<f32> {
+pub(super) fn transform_weights(g: &ConvGeom, w: Weights, og_pad: usize) -> Vec<f32> {
     let (c, nb) = (g.c, og_pad / OB);
     let mut u = vec![0.0f32; XI * og_pad * c];
     let up = SharedMut(u.as_mut_ptr());
@@ -35,10 +35,7 @@ pub(super) fn transform_weights(g: &ConvGeom, w: &[f32], og_pad: usize) -> Vec<f
         let (bo, ci) = (job / c, job % c);
         let mut k = [[0.0f32; OB]; 27];
         for oi in 0..OB.min(g.o - bo * OB) {
-            let src = &w[((bo * OB + oi) * c + ci) * 27..][..27];
-            for (tap, &v) in src.iter().enumerate() {
-                k[tap][oi] = v;
-            }
+            w.kernel(g, bo * OB + oi, ci, &mut k, oi);
         }
         for (xi, v) in transform_kernel(&k).iter().enumerate() {
             let at = ((xi * nb + bo) * c + ci) * OB;
