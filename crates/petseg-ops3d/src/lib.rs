@@ -110,7 +110,8 @@
 //! ## Performance
 //! See `README.md` next to this file for the CPU benchmark (`benches/ops.rs`
 //! against PyTorch via `scripts/bench_torch.py`, same machine, same run) and
-//! the peak-memory check (`examples/conv_memory.rs`).
+//! the peak-memory check (`examples/conv_memory.rs`, against PyTorch via
+//! `scripts/conv_memory_torch.py`).
 //!
 //! ## CUDA
 //! `cargo build --release -p petseg-ops3d --features cuda --examples` (with
