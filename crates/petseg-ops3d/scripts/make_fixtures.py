@@ -6,8 +6,11 @@ Every case stores `<case>.x` (and `.w`, `.b` where used), a random upstream
 gradient `<case>.gy`, the output `<case>.y`, and the gradients of
 sum(y * gy): `<case>.gx`, `<case>.gw`, `<case>.gb`, `<case>.ggamma`, `<case>.gbeta`.
 The configurations (mirrored in tests/torch_fixtures.rs) cover what MONAI's
-SegResNet and AttentionUnet use: conv k3 s1 p1 (also at 32 channels), k3 s2 p1, k1, convT k3 s2 p1
-op1, trilinear x2 align_corners=False, group norm, instance norm.
+SegResNet and AttentionUnet use: conv k3 s1 p1 (also at 16 and 32 channels), k3 s2 p1 (also
+16 -> 32 channels), k1, convT k3 s2 p1 op1, trilinear x2 align_corners=False, group norm (also
+GroupNorm(8) on 16 channels), instance norm (with and without affine weight/bias).
+New cases are appended at the end so that the random draws, hence the stored values, of the
+existing cases stay the same.
 
 usage: python3 scripts/make_fixtures.py   (needs torch and numpy; no safetensors package)
 """
@@ -71,7 +74,8 @@ case("tri_scale15", lambda x: F.interpolate(x, scale_factor=(1.5, 1.7, 0.6), mod
 case("nearest_scale2", lambda x: F.interpolate(x, scale_factor=2, mode="nearest"), dict(x=xu))
 case("nearest_size", lambda x: F.interpolate(x, size=(7, 9, 4), mode="nearest"), dict(x=xu))
 case("nearest_scale15", lambda x: F.interpolate(x, scale_factor=(1.5, 1.7, 0.6), mode="nearest"), dict(x=xu))
-# norms (SegResNet: GroupNorm(8); AttentionUnet merge: InstanceNorm affine=False)
+# norms (SegResNet: GroupNorm(8), see groupnorm_c16g8 below; instance norm as in MONAI's default
+# affine=False -- note MONAI's AttentionUnet itself uses BatchNorm, not InstanceNorm)
 case("groupnorm", lambda x, gamma, beta: F.group_norm(x, 4, gamma, beta, eps=1e-5),
      dict(x=r(2, 8, 4, 5, 6) * 2 + 1, gamma=r(8), beta=r(8)))
 case("instancenorm", lambda x: F.instance_norm(x, eps=1e-5), dict(x=r(1, 4, 5, 6, 7) * 3 - 1))
@@ -79,6 +83,19 @@ case("instancenorm", lambda x: F.instance_norm(x, eps=1e-5), dict(x=r(1, 4, 5, 6
 # (appended last so that the draws of the cases above stay the same)
 case("conv_k3s1p1_c32", lambda x, w, b: F.conv3d(x, w, b, stride=1, padding=1),
      dict(x=r(1, 32, 3, 4, 5), w=r(32, 32, 3, 3, 3) * 0.05, b=r(32)))
+# SegResNet at init_filters=16 (appended after the 32-channel case, same reason):
+# the 16 -> 16 k3 s1 p1 conv with bias, the 16 -> 32 k3 s2 p1 down-sampling conv
+# without bias (≥ 32 output channels: the channel-vector route), MONAI's literal
+# GroupNorm(8) on 16 channels, and instance norm with affine weight and bias.
+case("conv_k3s1p1_c16", lambda x, w, b: F.conv3d(x, w, b, stride=1, padding=1),
+     dict(x=r(1, 16, 5, 6, 7), w=r(16, 16, 3, 3, 3) * 0.07, b=r(16)))
+case("conv_k3s2p1_c16to32", lambda x, w: F.conv3d(x, w, None, stride=2, padding=1),
+     dict(x=r(1, 16, 7, 6, 9), w=r(32, 16, 3, 3, 3) * 0.07))
+case("groupnorm_c16g8", lambda x, gamma, beta: F.group_norm(x, 8, gamma, beta, eps=1e-5),
+     dict(x=r(2, 16, 3, 5, 7) * 2 + 1, gamma=r(16), beta=r(16)))
+case("instancenorm_affine",
+     lambda x, gamma, beta: F.instance_norm(x, weight=gamma, bias=beta, eps=1e-5),
+     dict(x=r(2, 4, 5, 6, 7) * 3 - 1, gamma=r(4), beta=r(4)))
 
 
 def save_safetensors(path, ts):

@@ -1,8 +1,10 @@
 //! Finite-difference gradient checks (f64) for every op and every parameter,
-//! on small odd shapes with stride / padding / dilation / output_padding mixes.
+//! on small odd shapes with stride / padding / dilation / output_padding mixes,
+//! and (f32) for the fast convolution kernels the networks run, which the f64
+//! checks do not reach (f64 takes the im2col + `gemm` reference route).
 
 mod common;
-use common::{grad_check, rand_t};
+use common::{grad_check, grad_check_linear_f32, rand_t};
 use petseg_ops3d::*;
 
 #[test]
@@ -99,6 +101,65 @@ fn conv_transpose3d_mixed_axes_and_dilation() {
     let ins = [rand_t(62, &[1, 2, 3, 3, 4]), rand_t(63, &[2, 2, 3, 3, 3])];
     grad_check("conv_transpose3d op<dil", &ins, |t| {
         conv_transpose3d(&t[0], &t[1], None, &cfg)
+    });
+}
+
+/// The f32 routes of the networks' convolutions, each for input, weight and
+/// bias: the direct kernel with output channels as columns (< 32 of them)
+/// and with channels as vectors, Winograd (forward, input gradient and, from
+/// 128 channels, weight gradient), the sub-pixel strided input gradient, the
+/// 1×1×1 kernel and the transposed convolution of the Attention U-Net. Which
+/// of them a CPU runs depends on its instruction set (AVX-512 here; AVX2 or
+/// the gemm route elsewhere); the check holds for whichever it is.
+#[test]
+fn conv_f32_kernels_of_the_networks() {
+    let k3 = |s: usize| Conv3dConfig {
+        stride: [s; 3],
+        padding: [1; 3],
+        ..Default::default()
+    };
+    let pointwise = Conv3dConfig::default();
+    let cases = [
+        ("direct, columns: 3→8 k3 s1", [1, 3, 7, 6, 9], 8, 3, k3(1)),
+        (
+            "direct, channel vectors, sub-pixel: 16→32 k3 s2",
+            [1, 16, 7, 6, 9],
+            32,
+            3,
+            k3(2),
+        ),
+        ("Winograd: 32→32 k3 s1", [2, 32, 5, 6, 7], 32, 3, k3(1)),
+        (
+            "Winograd with its weight gradient: 128→128 k3 s1",
+            [1, 128, 3, 4, 5],
+            128,
+            3,
+            k3(1),
+        ),
+        ("1×1×1: 32→16", [1, 32, 5, 6, 7], 16, 1, pointwise),
+    ];
+    for (i, (name, x, o, k, cfg)) in cases.into_iter().enumerate() {
+        let seed = 200 + 3 * i as u64;
+        let ins = [
+            rand_t(seed, &x),
+            rand_t(seed + 1, &[o, x[1], k, k, k]),
+            rand_t(seed + 2, &[o]),
+        ];
+        grad_check_linear_f32(name, &ins, |t| conv3d(&t[0], &t[1], Some(&t[2]), &cfg));
+    }
+    let up = ConvTranspose3dConfig {
+        stride: [2; 3],
+        padding: [1; 3],
+        output_padding: [1; 3],
+        ..Default::default()
+    };
+    let ins = [
+        rand_t(230, &[1, 32, 3, 4, 5]),
+        rand_t(231, &[32, 16, 3, 3, 3]),
+        rand_t(232, &[16]),
+    ];
+    grad_check_linear_f32("transposed: 32→16 k3 s2 p1 op1", &ins, |t| {
+        conv_transpose3d(&t[0], &t[1], Some(&t[2]), &up)
     });
 }
 

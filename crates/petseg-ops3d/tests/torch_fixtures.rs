@@ -111,6 +111,23 @@ fn cases() -> Vec<(&'static str, OpFn)> {
         ),
         // forward and input gradient on the Winograd route (AVX-512)
         ("conv_k3s1p1_c32", k3s1p1()),
+        // SegResNet at init_filters = 16: the 16 → 16 conv with bias, the
+        // 16 → 32 stride-2 down-sampling conv without bias (≥ 32 output
+        // channels: channel-vector route), MONAI's GroupNorm(8) on 16
+        // channels, and instance norm with affine weight and bias
+        ("conv_k3s1p1_c16", k3s1p1()),
+        (
+            "conv_k3s2p1_c16to32",
+            Box::new(move |m| conv3d(&m["x"], &m["w"], None, &conv([2; 3], [1; 3], [1; 3], 1))),
+        ),
+        (
+            "groupnorm_c16g8",
+            Box::new(|m| group_norm(&m["x"], 8, m.get("gamma"), m.get("beta"), 1e-5)),
+        ),
+        (
+            "instancenorm_affine",
+            Box::new(|m| instance_norm(&m["x"], m.get("gamma"), m.get("beta"), 1e-5)),
+        ),
     ]
 }
 
@@ -167,5 +184,5 @@ fn matches_pytorch() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 21);
+    assert_eq!(checked, 25);
 }
