@@ -193,6 +193,7 @@ fn upsample_trilinear3d_all_targets() {
         (UpsampleTarget::Size([7, 5, 9]), true),
         (UpsampleTarget::Size([2, 5, 3]), false),
         (UpsampleTarget::Scale([1.5, 2.5, 0.8]), false),
+        (UpsampleTarget::Scale([2.0, 1.5, 3.0]), true),
     ];
     for (target, ac) in cases {
         grad_check(
@@ -235,6 +236,14 @@ fn group_norm_affine_and_plain() {
     grad_check("instance_norm plain", &ins[..1], |t| {
         instance_norm(&t[0], None, None, 1e-5)
     });
+    grad_check("instance_norm affine", &ins, |t| {
+        instance_norm(&t[0], Some(&t[1]), Some(&t[2]), 1e-5)
+    });
+    grad_check(
+        "group_norm beta only",
+        &[ins[0].clone(), ins[2].clone()],
+        |t| group_norm(&t[0], 6, None, Some(&t[1]), 1e-5),
+    );
 }
 
 #[test]
