@@ -292,6 +292,334 @@ fn half_precision_computes_in_f32_and_stays_half() {
     }
 }
 
+/// One op on `args` (those flagged `true` in `dt`, the others f32, as the
+/// norms keep their parameters) against the same op in f32 on the same
+/// (rounded) values. Forward: the result keeps `dt` and equals the f32 result
+/// rounded once, bit for bit. Backward of `Σ y²` (taken in f32, so the
+/// gradient reaching the op is `2·y`, exact in `dt`): every argument gets a
+/// gradient in its own dtype, equal bit for bit to the f32 backward of the
+/// same upstream gradient, rounded once to that dtype.
+fn half_op_is_f32_rounded_once(
+    name: &str,
+    dt: DType,
+    args: &[(Tensor, bool)],
+    f: impl Fn(&[Tensor]) -> candle_core::Result<Tensor>,
+) {
+    let f32_of = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+    let vars: Vec<Var> = args
+        .iter()
+        .map(|(t, half)| {
+            Var::from_tensor(&t.to_dtype(if *half { dt } else { DType::F32 }).unwrap()).unwrap()
+        })
+        .collect();
+    let vars32: Vec<Var> = vars
+        .iter()
+        .map(|v| Var::from_tensor(&f32_of(v.as_tensor()).copy().unwrap()).unwrap())
+        .collect();
+    let ts = |vs: &[Var]| vs.iter().map(|v| v.as_tensor().clone()).collect::<Vec<_>>();
+    let y = f(&ts(&vars)).unwrap();
+    let y32 = f(&ts(&vars32)).unwrap();
+    assert_eq!(y.dtype(), dt, "{dt:?} {name}: result dtype");
+    assert_eq!(
+        y32.dtype(),
+        DType::F32,
+        "{dt:?} {name}: f32 reference dtype"
+    );
+    let err = max_abs_diff(&f32_of(&y), &f32_of(&y32.to_dtype(dt).unwrap()));
+    assert_eq!(
+        err, 0.0,
+        "{dt:?} {name}: forward is not the f32 result rounded once"
+    );
+    // a result far from zero and not constant: the comparison says something
+    assert!(
+        to_vec(&y).iter().any(|v| v.abs() > 0.1),
+        "{dt:?} {name}: degenerate result"
+    );
+
+    let grads = f32_of(&y)
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    // detached: the reference backward must not reach the half graph
+    let upstream = (f32_of(&y) * 2.0).unwrap().detach();
+    let grads32 = y32
+        .mul(&upstream)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (i, (v, v32)) in vars.iter().zip(&vars32).enumerate() {
+        let g = grads
+            .get(v.as_tensor())
+            .unwrap_or_else(|| panic!("{dt:?} {name}: no gradient for argument {i}"));
+        assert_eq!(g.dtype(), v.dtype(), "{dt:?} {name}: gradient {i} dtype");
+        assert_eq!(g.dims(), v.dims(), "{dt:?} {name}: gradient {i} shape");
+        let g32 = grads32.get(v32.as_tensor()).unwrap();
+        let err = max_abs_diff(&f32_of(g), &f32_of(&g32.to_dtype(v.dtype()).unwrap()));
+        assert_eq!(
+            err, 0.0,
+            "{dt:?} {name}: gradient {i} is not the f32 gradient rounded once"
+        );
+        assert!(
+            to_vec(g).iter().any(|v| *v != 0.0),
+            "{dt:?} {name}: gradient {i} is all zeros"
+        );
+    }
+}
+
+/// The ops `half_precision_computes_in_f32_and_stays_half` does not reach,
+/// in f16 and bf16: transposed convolution with bias (k3, s2, p1, output
+/// padding 1), average pooling (k3, s2, p1, padded zeros counted), nearest
+/// up-sampling (by scale and to a size), and the plain (unfused) group and
+/// instance norms, with f32 affine parameters and without.
+#[test]
+fn half_precision_other_ops() {
+    let x = rand_t(31, &[1, 4, 4, 5, 3]);
+    let wt = rand_t(32, &[4, 3, 3, 3, 3]);
+    let bt = rand_t(33, &[3]);
+    let gamma = rand_t(34, &[4]);
+    let beta = rand_t(35, &[4]);
+    let tcfg = ConvTranspose3dConfig {
+        stride: [2; 3],
+        padding: [1; 3],
+        output_padding: [1; 3],
+        ..Default::default()
+    };
+    for dt in [DType::F16, DType::BF16] {
+        half_op_is_f32_rounded_once(
+            "conv_transpose3d",
+            dt,
+            &[(x.clone(), true), (wt.clone(), true), (bt.clone(), true)],
+            |a| {
+                let y = conv_transpose3d(&a[0], &a[1], Some(&a[2]), &tcfg)?;
+                assert_eq!(y.dims(), [1, 3, 8, 10, 6]);
+                Ok(y)
+            },
+        );
+        half_op_is_f32_rounded_once("avg_pool3d", dt, &[(x.clone(), true)], |a| {
+            let y = avg_pool3d(&a[0], [3; 3], [2; 3], [1; 3])?;
+            assert_eq!(y.dims(), [1, 4, 2, 3, 2]);
+            Ok(y)
+        });
+        half_op_is_f32_rounded_once("upsample_nearest3d scale", dt, &[(x.clone(), true)], |a| {
+            upsample_nearest3d(&a[0], UpsampleTarget::Scale([2.0, 1.5, 3.0]))
+        });
+        half_op_is_f32_rounded_once("upsample_nearest3d size", dt, &[(x.clone(), true)], |a| {
+            upsample_nearest3d(&a[0], UpsampleTarget::Size([7, 9, 5]))
+        });
+        half_op_is_f32_rounded_once(
+            "group_norm affine",
+            dt,
+            &[
+                (x.clone(), true),
+                (gamma.clone(), false),
+                (beta.clone(), false),
+            ],
+            |a| group_norm(&a[0], 2, Some(&a[1]), Some(&a[2]), 1e-5),
+        );
+        half_op_is_f32_rounded_once("group_norm plain", dt, &[(x.clone(), true)], |a| {
+            group_norm(&a[0], 2, None, None, 1e-5)
+        });
+        half_op_is_f32_rounded_once("instance_norm plain", dt, &[(x.clone(), true)], |a| {
+            instance_norm(&a[0], None, None, 1e-5)
+        });
+        half_op_is_f32_rounded_once(
+            "instance_norm affine",
+            dt,
+            &[
+                (x.clone(), true),
+                (gamma.clone(), false),
+                (beta.clone(), false),
+            ],
+            |a| instance_norm(&a[0], Some(&a[1]), Some(&a[2]), 1e-5),
+        );
+    }
+}
+
+/// Naive 3-D max pooling of one `[D, H, W]` plane: each window (clipped to
+/// the plane; padding never wins) is scanned in D, H, W order and a value
+/// replaces the running maximum only when strictly larger, so the first
+/// maximum is the argmax. Returns the maxima and the gradient of `Σ y ⊙ gy`.
+fn naive_max_pool_first(
+    x: &[f64],
+    dims: [usize; 3],
+    k: [usize; 3],
+    s: [usize; 3],
+    p: [usize; 3],
+    gy: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let out: Vec<usize> = (0..3)
+        .map(|a| (dims[a] + 2 * p[a] - k[a]) / s[a] + 1)
+        .collect();
+    let range = |a: usize, o: usize| {
+        let start = (o * s[a]) as isize - p[a] as isize;
+        let end = (start + k[a] as isize).min(dims[a] as isize);
+        start.max(0) as usize..end as usize
+    };
+    let (mut y, mut gx) = (Vec::new(), vec![0.0; x.len()]);
+    for z in 0..out[0] {
+        for yy in 0..out[1] {
+            for xx in 0..out[2] {
+                let mut best: Option<(f64, usize)> = None;
+                for iz in range(0, z) {
+                    for iy in range(1, yy) {
+                        for ix in range(2, xx) {
+                            let i = (iz * dims[1] + iy) * dims[2] + ix;
+                            if best.is_none_or(|(m, _)| x[i] > m) {
+                                best = Some((x[i], i));
+                            }
+                        }
+                    }
+                }
+                let (m, i) = best.unwrap();
+                gx[i] += gy[y.len()];
+                y.push(m);
+            }
+        }
+    }
+    (y, gx)
+}
+
+/// Max pooling of the one-plane tensor `x` (values `xv`, plane `dims`) in
+/// `dt`, backward of `Σ y ⊙ gy` with `gy = 1, 2, 3, …` (integers, so every
+/// gradient sum is exact in every dtype): the maxima and the input gradient
+/// as f64.
+fn max_pool_with_grad(
+    xv: &[f64],
+    dims: [usize; 3],
+    dt: DType,
+    k: [usize; 3],
+    s: [usize; 3],
+    p: [usize; 3],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let x = Tensor::from_vec(xv.to_vec(), (1, 1, dims[0], dims[1], dims[2]), &Device::Cpu)
+        .unwrap()
+        .to_dtype(dt)
+        .unwrap();
+    let x = Var::from_tensor(&x).unwrap();
+    let y = max_pool3d(x.as_tensor(), k, s, p).unwrap();
+    assert_eq!(y.dtype(), dt);
+    let n = y.elem_count();
+    let gy: Vec<f64> = (1..=n).map(|v| v as f64).collect();
+    let gyt = Tensor::from_vec(gy.clone(), y.dims(), &Device::Cpu)
+        .unwrap()
+        .to_dtype(dt)
+        .unwrap();
+    let grads = y.mul(&gyt).unwrap().sum_all().unwrap().backward().unwrap();
+    let gx = grads.get(x.as_tensor()).unwrap();
+    assert_eq!(gx.dtype(), dt);
+    (to_vec(&y), to_vec(gx), gy)
+}
+
+/// Ties in max pooling: the documented rule (`max_pool3d`: "the backward
+/// routes each gradient to the first maximum of its window", scanned in D, H,
+/// W order, as PyTorch's CPU kernel) on windows with two or three equal maxima
+/// placed so that the D-major first one differs from the last one and from
+/// the first one of a scan in any other axis order (each other order, and the
+/// last-maximum rule, picks another voxel in at least one of the four
+/// windows). The whole gradient of each window lands on that voxel and
+/// nowhere else; the forward is the tie value. Both kernel routes: W pairs
+/// (k2 s2 p0 on W) and general windows.
+#[test]
+fn max_pool3d_ties_route_gradient_to_first_maximum() {
+    for dt in [DType::F64, DType::F32, DType::BF16] {
+        // Route with disjoint W pairs: plane 2×2×4, kernel 2, stride 2 → two windows.
+        // Background values below every tie value; flat index (z·2 + y)·4 + x.
+        let dims = [2, 2, 4];
+        let mut xv: Vec<f64> = (0..16).map(|i| -2.0 - i as f64 / 16.0).collect();
+        // window 0 (x ∈ {0, 1}): ties at (0,0,1) = 1 and (1,1,0) = 12;
+        // also the first voxel of the window, (0,0,0), is a smaller value
+        xv[1] = 1.5;
+        xv[12] = 1.5;
+        // window 1 (x ∈ {2, 3}): ties at (0,1,3) = 7, (1,0,2) = 10, (1,1,3) = 15;
+        // a W-major scan would pick (1,0,2), an H-major one (1,0,2) too
+        xv[7] = 0.75;
+        xv[10] = 0.75;
+        xv[15] = 0.75;
+        let (y, gx, gy) = max_pool_with_grad(&xv, dims, dt, [2; 3], [2; 3], [0; 3]);
+        assert_eq!(y, [1.5, 0.75], "{dt:?} pairs: forward");
+        let mut want = vec![0.0; 16];
+        want[1] = gy[0];
+        want[7] = gy[1];
+        assert_eq!(gx, want, "{dt:?} pairs: gradient not on the first maximum");
+
+        // General route: plane 2×2×6, kernel (2, 2, 3), stride (2, 2, 3); flat
+        // index (z·2 + y)·6 + x.
+        let dims = [2, 2, 6];
+        let mut xv: Vec<f64> = (0..24).map(|i| -1.0 - i as f64 / 32.0).collect();
+        // window 0 (x ∈ 0..3): ties at (0,1,2) = 8 and (1,0,1) = 13 → 8
+        // (W-major or H-major scans would pick 13)
+        xv[8] = 2.0;
+        xv[13] = 2.0;
+        // window 1 (x ∈ 3..6): ties at (0,0,5) = 5, (0,1,3) = 9, (1,1,4) = 22 → 5
+        xv[5] = -0.5;
+        xv[9] = -0.5;
+        xv[22] = -0.5;
+        let (y, gx, gy) = max_pool_with_grad(&xv, dims, dt, [2, 2, 3], [2, 2, 3], [0; 3]);
+        assert_eq!(y, [2.0, -0.5], "{dt:?} general: forward");
+        let mut want = vec![0.0; 24];
+        want[8] = gy[0];
+        want[5] = gy[1];
+        assert_eq!(
+            gx, want,
+            "{dt:?} general: gradient not on the first maximum"
+        );
+    }
+}
+
+/// Constant inputs: every voxel of every window ties, so each window's
+/// gradient goes to its first voxel (after clipping the padding, which acts
+/// as −∞ and never wins, so a negative constant stays the maximum), checked
+/// against a naive first-maximum reference and, for the overlapping case,
+/// voxel by voxel.
+#[test]
+fn max_pool3d_constant_input_ties() {
+    for dt in [DType::F64, DType::F32, DType::BF16] {
+        for (dims, k, s, p) in [
+            ([4, 4, 4], [2; 3], [2; 3], [0; 3]),
+            ([4, 5, 6], [3; 3], [1; 3], [1; 3]),
+            ([5, 4, 7], [3, 2, 3], [2, 1, 2], [1, 1, 0]),
+        ] {
+            let xv = vec![-3.0; dims.iter().product()];
+            let (y, gx, gy) = max_pool_with_grad(&xv, dims, dt, k, s, p);
+            let (ry, rgx) = naive_max_pool_first(&xv, dims, k, s, p, &gy);
+            assert!(
+                y.iter().all(|&v| v == -3.0),
+                "{dt:?} {dims:?} k{k:?}: forward"
+            );
+            assert_eq!(y.len(), ry.len(), "{dt:?} {dims:?} k{k:?}: output size");
+            assert_eq!(gx, rgx, "{dt:?} {dims:?} k{k:?}: gradient");
+            // the total gradient is conserved (nothing dropped, nothing doubled)
+            assert_eq!(gx.iter().sum::<f64>(), gy.iter().sum::<f64>());
+        }
+        // k3 s1 p1 on 4×5×6: output voxel (z, y, x) clips its window to start at
+        // (max(z−1, 0), max(y−1, 0), max(x−1, 0)); input (0, 0, 0) is the first
+        // voxel of the 8 windows with z, y, x ∈ {0, 1}, and input (1, 1, 1) of
+        // window (2, 2, 2) only.
+        let dims = [4, 5, 6];
+        let xv = vec![-3.0; 120];
+        let (_, gx, gy) = max_pool_with_grad(&xv, dims, dt, [3; 3], [1; 3], [1; 3]);
+        let o = |z: usize, y: usize, x: usize| (z * 5 + y) * 6 + x;
+        let mut corner = 0.0;
+        for z in 0..2 {
+            for y in 0..2 {
+                for x in 0..2 {
+                    corner += gy[o(z, y, x)];
+                }
+            }
+        }
+        assert_eq!(gx[0], corner, "{dt:?}: input (0,0,0)");
+        assert_eq!(gx[o(1, 1, 1)], gy[o(2, 2, 2)], "{dt:?}: input (1,1,1)");
+        // the last row, plane and column of the input start no window
+        assert_eq!(gx[o(3, 4, 5)], 0.0, "{dt:?}: input (3,4,5)");
+        assert_eq!(gx[o(3, 0, 0)], 0.0, "{dt:?}: input (3,0,0)");
+    }
+}
+
 /// Non-contiguous inputs give the same result as their contiguous copies.
 #[test]
 fn non_contiguous_inputs() {
