@@ -113,7 +113,13 @@
 //!   parameters; max abs error ≤ 1e-4 (observed ≤ 2.3e-5).
 //! * `tests/kernels.rs`: forward against a naive 7-loop convolution and the
 //!   adjoint identities for the gradients, on volumes spanning many tiles;
-//!   f32 vs f64; f16/bf16; non-contiguous inputs; error messages.
+//!   f32 vs f64; f16/bf16 for every op (the forward, and for the ops outside
+//!   the fused chain also every gradient, equal to the f32 result rounded
+//!   once, bit for bit); max-pool ties (the gradient goes to the first
+//!   maximum in D, H, W order); non-contiguous inputs; error messages.
+//! * `src/init.rs`: seeded initialisers within PyTorch's bounds (fan-in of
+//!   `Conv3d` and `ConvTranspose3d` weights, grouped too), filling them, and
+//!   reproducible by seed.
 //!
 //! ## Performance
 //! See `README.md` next to this file for the CPU benchmark (`benches/ops.rs`
