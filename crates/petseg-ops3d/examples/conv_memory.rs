@@ -17,59 +17,13 @@
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor, Var};
 use petseg_ops3d::{conv3d, Conv3dConfig};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-/// The system allocator, counting the bytes live now and at their peak.
-struct HeapCounter {
-    live: AtomicUsize,
-    peak: AtomicUsize,
-}
-
-impl HeapCounter {
-    fn grow(&self, bytes: usize) {
-        let live = self.live.fetch_add(bytes, Relaxed) + bytes;
-        self.peak.fetch_max(live, Relaxed);
-    }
-
-    /// Starts a new peak from the bytes live now, which it returns.
-    fn reset_peak(&self) -> usize {
-        let live = self.live.load(Relaxed);
-        self.peak.store(live, Relaxed);
-        live
-    }
-}
-
-// SAFETY: every call is forwarded to `System` unchanged; the counters only observe.
-unsafe impl GlobalAlloc for HeapCounter {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.grow(layout.size());
-        // SAFETY: forwarded with the caller's contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        self.grow(layout.size());
-        // SAFETY: forwarded (keeps calloc's untouched pages untouched).
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        self.live.fetch_sub(layout.size(), Relaxed);
-        // SAFETY: forwarded with the caller's contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        self.grow(new_size);
-        self.live.fetch_sub(layout.size(), Relaxed);
-        // SAFETY: forwarded with the caller's contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "support/heap_counter.rs"]
+mod heap_counter;
+use heap_counter::HeapCounter;
 
 #[global_allocator]
-static HEAP: HeapCounter = HeapCounter {
-    live: AtomicUsize::new(0),
-    peak: AtomicUsize::new(0),
-};
+static HEAP: HeapCounter = HeapCounter::new();
 
 /// A `Vm*` field of /proc/self/status in bytes.
 fn status_bytes(field: &str) -> Result<u64> {
@@ -112,7 +66,7 @@ fn main() -> Result<()> {
     let gx = grads.get(&x).context("no input gradient")?;
     let gw = grads.get(&w).context("no weight gradient")?;
     let peak = status_bytes("VmHWM:")?;
-    let heap_rise = (HEAP.peak.load(Relaxed) - heap_base) as u64;
+    let heap_rise = (HEAP.peak() - heap_base) as u64;
     // tensors that must exist: output y, the upstream gradient (ones, same size), gx, gw
     let need = 4 * (2 * y.elem_count() + gx.elem_count() + gw.elem_count()) as u64;
     let rise = peak.saturating_sub(base);

@@ -117,6 +117,10 @@
 //!   the fused chain also every gradient, equal to the f32 result rounded
 //!   once, bit for bit); max-pool ties (the gradient goes to the first
 //!   maximum in D, H, W order); non-contiguous inputs; error messages.
+//! * `tests/peak_memory.rs`: the peak of live heap bytes during a
+//!   convolution's forward+backward stays within 1.7× (stride 1) and 2.0×
+//!   (stride 2, candle's untouched zero buffer included) of the tensors the
+//!   step needs: no volume-sized buffer.
 //! * `src/init.rs`: seeded initialisers within PyTorch's bounds (fan-in of
 //!   `Conv3d` and `ConvTranspose3d` weights, grouped too), filling them, and
 //!   reproducible by seed.
