@@ -63,7 +63,7 @@ pub fn grad_check_linear_f32(
 /// tensors, else the first, the last and random ones (seeded by `seed`), so
 /// that the samples fall on every coordinate, not on one column (a fixed
 /// stride that divides `W` or `H·W` would check one border column only).
-pub fn sampled_entries(len: usize, seed: u64) -> Vec<usize> {
+fn sampled_entries(len: usize, seed: u64) -> Vec<usize> {
     const SAMPLES: usize = 40;
     if len <= SAMPLES {
         return (0..len).collect();
