@@ -82,9 +82,11 @@ struct SweepArgs {
     /// `follow`: the recorded job to follow (default: the last one).
     #[arg(long)]
     job: Option<u64>,
-    /// The petseg binary.
-    #[arg(long, default_value = "target/release/petseg")]
-    petseg: PathBuf,
+    /// The petseg binary (default: `target/release/petseg`, or for a grid
+    /// whose cells run on CUDA the CUDA build `target-cuda/release/petseg`
+    /// of `tools/cuda-check.sh`).
+    #[arg(long)]
+    petseg: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -155,8 +157,12 @@ fn run(cli: Cli) -> Result<()> {
 fn run_sweep(args: SweepArgs) -> Result<()> {
     let grid = sweep::grid::Grid::load(&args.grid)?;
     let layout = sweep::Layout::for_grid(&args.grid)?;
+    let petseg = args
+        .petseg
+        .clone()
+        .unwrap_or_else(|| sweep::default_petseg(&grid));
     let exec = sweep::Local {
-        petseg: args.petseg.clone(),
+        petseg: petseg.clone(),
     };
     let poll = std::time::Duration::from_secs(args.poll_secs);
     match (args.action.as_deref(), &args.cell) {
@@ -180,7 +186,10 @@ fn run_sweep(args: SweepArgs) -> Result<()> {
         } else {
             sweep::slurm::Mode::Follow(poll)
         };
-        return sweep::slurm::submit(&grid, &layout, &args.grid, &args.petseg, mode);
+        if mode != sweep::slurm::Mode::DryRun {
+            ensure_petseg(&petseg, &grid)?;
+        }
+        return sweep::slurm::submit(&grid, &layout, &args.grid, &petseg, mode);
     }
     if args.dry_run {
         if let Some(r) = &grid.slurm {
@@ -202,19 +211,26 @@ fn run_sweep(args: SweepArgs) -> Result<()> {
                         }
                     })
                     .collect();
-                println!("{} {}", args.petseg.display(), quoted.join(" "));
+                println!("{} {}", petseg.display(), quoted.join(" "));
             }
         }
         return Ok(());
     }
-    anyhow::ensure!(
-        args.petseg.is_file(),
-        "petseg binary {} not found (cargo build --release -p petseg-cli, or --petseg PATH)",
-        args.petseg.display()
-    );
+    ensure_petseg(&petseg, &grid)?;
     let failed = sweep::run(&grid, &layout, &exec, args.jobs)?;
     print!("{}", sweep::status(&grid, &layout, &Default::default()));
     anyhow::ensure!(failed.is_empty(), "cells failed: {}", failed.join(", "));
+    Ok(())
+}
+
+/// The `petseg` binary a sweep runs exists (how to build it otherwise).
+fn ensure_petseg(petseg: &std::path::Path, grid: &sweep::grid::Grid) -> Result<()> {
+    anyhow::ensure!(
+        petseg.is_file(),
+        "petseg binary {} not found ({}, or --petseg PATH)",
+        petseg.display(),
+        sweep::build_hint(grid)
+    );
     Ok(())
 }
 

@@ -11,8 +11,10 @@
 //! # "optim.lr" = [1e-3, 1e-4]
 //! [train]      # shared train options (flags of `petseg train`, else --set KEY=VALUE)
 //! epochs = 2
+//! device = "cuda"      # where every cell trains *and* predicts (default "cpu")
+//! precision = "bf16"   # likewise (default "f32")
 //! [predict]    # shared options of `petseg predict` (e.g. roi = 32)
-//! [slurm]      # resources for the SLURM executor (parsed, not used locally)
+//! [slurm]      # resources for the SLURM executor (checked, not used locally)
 //! partition = "gpu"
 //! gpus = 1
 //! ```
@@ -20,6 +22,14 @@
 //! Relative paths are resolved against the current directory (run from the
 //! workspace root). Cell names: `<network>__<loss>__fold<k>` followed by
 //! `__<key>-<value>` for each extra axis.
+//!
+//! `device` and `precision` may also be axes. A cell's device and precision
+//! reach its `petseg train`, its resumed `train` (device only: a run keeps its
+//! precision) and its `petseg predict` (unless `[predict]` sets its own).
+//! A grid with a `[slurm]` table must ask for the GPUs its cells use: cells
+//! on the CPU with `gpus > 0`, cells on CUDA with no GPU, or `cuda:N` with
+//! `N >= gpus` (a task sees GPUs `0..gpus`) are refused when the grid is
+//! loaded.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,6 +98,39 @@ pub struct Slurm {
     pub time: Option<String>,
 }
 
+/// The device a cell computes on (`petseg`'s `--device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// `cpu` (what a cell uses without a `device` option).
+    #[default]
+    Cpu,
+    /// `cuda` (= `cuda:0`) or `cuda:N`.
+    Cuda(u32),
+}
+
+impl Device {
+    /// Parses `cpu`, `cuda` or `cuda:N` (petseg's spellings).
+    pub fn parse(s: &str) -> Option<Device> {
+        match s {
+            "cpu" => Some(Device::Cpu),
+            "cuda" => Some(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
 /// One cell of the grid.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellSpec {
@@ -101,6 +144,10 @@ pub struct CellSpec {
     pub fold: usize,
     /// Values of the extra axes.
     pub extra: Vec<(String, toml::Value)>,
+    /// Where it trains and predicts (its `device` axis value, else `[train]`'s).
+    pub device: Device,
+    /// Its `precision` (axis value, else `[train]`'s; `None`: petseg's default, f32).
+    pub precision: Option<String>,
 }
 
 impl Grid {
@@ -129,7 +176,67 @@ impl Grid {
         if let Some((k, _)) = g.axes.extra.iter().find(|(_, v)| v.is_empty()) {
             bail!("{}: axis {k} has no values", path.display());
         }
+        g.check_compute()
+            .and_then(|()| g.check_resources())
+            .with_context(|| format!("grid {}", path.display()))?;
         Ok(g)
+    }
+
+    /// The values `key` takes: the axis's, else `[train]`'s one value.
+    fn values_of(&self, key: &str) -> Vec<&toml::Value> {
+        match self.axes.extra.get(key) {
+            Some(values) => values.iter().collect(),
+            None => self.train.get(key).into_iter().collect(),
+        }
+    }
+
+    /// Every `device` is `cpu`, `cuda` or `cuda:N` and every `precision` `f32`
+    /// or `bf16`.
+    fn check_compute(&self) -> Result<()> {
+        for v in self.values_of("device") {
+            if v.as_str().and_then(Device::parse).is_none() {
+                bail!("device = {v}: expected \"cpu\", \"cuda\" or \"cuda:N\"");
+            }
+        }
+        for v in self.values_of("precision") {
+            if !matches!(v.as_str(), Some("f32" | "bf16")) {
+                bail!("precision = {v}: expected \"f32\" or \"bf16\"");
+            }
+        }
+        Ok(())
+    }
+
+    /// With a `[slurm]` table: the GPUs asked for match the cells' devices.
+    fn check_resources(&self) -> Result<()> {
+        let Some(slurm) = &self.slurm else {
+            return Ok(());
+        };
+        let gpus = slurm.gpus.unwrap_or(0);
+        for cell in self.cells() {
+            match cell.device {
+                Device::Cpu if gpus > 0 => bail!(
+                    "[slurm] gpus = {gpus}, but cell {} trains and predicts on the CPU \
+                     (device \"cpu\", the default): the GPU would sit idle. \
+                     Set device = \"cuda\" under [train], or gpus = 0",
+                    cell.name
+                ),
+                Device::Cuda(_) if gpus == 0 => bail!(
+                    "cell {} runs on {}, but [slurm] asks for no GPU (gpus = {}): \
+                     set gpus = 1 under [slurm], or device = \"cpu\"",
+                    cell.name,
+                    cell.device,
+                    slurm.gpus.map_or("absent".into(), |g| g.to_string())
+                ),
+                Device::Cuda(n) if n >= gpus => bail!(
+                    "cell {} runs on cuda:{n}, but [slurm] gpus = {gpus}: a task sees \
+                     GPUs 0..{}",
+                    cell.name,
+                    gpus - 1
+                ),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// All cells: networks × losses × folds × extra axes (in that nesting).
@@ -156,12 +263,24 @@ impl Grid {
                         for (k, v) in extra {
                             name += &format!("__{}-{}", sanitise(k), sanitise(&v.to_string()));
                         }
+                        let setting = |key: &str| {
+                            extra
+                                .iter()
+                                .find(|(k, _)| k == key)
+                                .map(|(_, v)| v)
+                                .or_else(|| self.train.get(key))
+                                .and_then(|v| v.as_str())
+                        };
                         out.push(CellSpec {
                             name,
                             network: network.clone(),
                             loss: loss.clone(),
                             fold,
                             extra: extra.clone(),
+                            device: setting("device")
+                                .and_then(Device::parse)
+                                .unwrap_or_default(),
+                            precision: setting("precision").map(str::to_string),
                         });
                     }
                 }
@@ -186,7 +305,7 @@ fn sanitise(s: &str) -> String {
 /// `petseg train` arguments for one option: its own flag when it has one,
 /// else `--set KEY=VALUE` (TOML syntax).
 pub fn train_option(key: &str, value: &toml::Value) -> Vec<String> {
-    const FLAGS: [&str; 7] = [
+    const FLAGS: [&str; 9] = [
         "config",
         "seed",
         "epochs",
@@ -194,6 +313,8 @@ pub fn train_option(key: &str, value: &toml::Value) -> Vec<String> {
         "lr",
         "patch_size",
         "val_every",
+        "device",
+        "precision",
     ];
     let text = match value {
         toml::Value::String(s) => s.clone(),
@@ -270,6 +391,88 @@ time = "48:00:00"
             predict_option("roi", &toml::Value::Integer(32)),
             ["--roi", "32"]
         );
+    }
+
+    /// Loads `text` as a grid file; the error text when it is refused.
+    fn load(text: &str) -> std::result::Result<Grid, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.toml");
+        std::fs::write(&p, text).unwrap();
+        Grid::load(&p).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn gpus_asked_for_must_match_the_cells_devices() {
+        // GRID asks for a GPU and its cells would run on the CPU
+        let e = load(GRID).unwrap_err();
+        assert!(
+            e.contains("gpus = 1") && e.contains("on the CPU") && e.contains("device = \"cuda\""),
+            "{e}"
+        );
+        let cuda = GRID.replace("epochs = 2", "epochs = 2\ndevice = \"cuda\"");
+        let g = load(&cuda).unwrap();
+        assert!(g.cells().iter().all(|c| c.device == Device::Cuda(0)));
+        // the reverse: cells on CUDA, no GPU asked for
+        for no_gpu in ["gpus = 0", ""] {
+            let e = load(&cuda.replace("gpus = 1", no_gpu)).unwrap_err();
+            assert!(
+                e.contains("runs on cuda:0") && e.contains("asks for no GPU"),
+                "{e}"
+            );
+        }
+        let e = load(&GRID.replace("epochs = 2", "epochs = 2\ndevice = \"cuda:1\"")).unwrap_err();
+        assert!(e.contains("cuda:1") && e.contains("GPUs 0..0"), "{e}");
+        // a device axis: its CPU cells are refused with a GPU asked for
+        let axis = GRID.replace(
+            "folds = [0, 1]",
+            "folds = [0, 1]\ndevice = [\"cuda\", \"cpu\"]",
+        );
+        let e = load(&axis).unwrap_err();
+        assert!(
+            e.contains("device-_cpu_") && e.contains("on the CPU"),
+            "{e}"
+        );
+        // without a [slurm] table any device goes (local runs)
+        let local = axis.split("[slurm]").next().unwrap().to_string();
+        let g = load(&local).unwrap();
+        let devices: std::collections::BTreeSet<String> =
+            g.cells().iter().map(|c| c.device.to_string()).collect();
+        assert_eq!(devices.into_iter().collect::<Vec<_>>(), ["cpu", "cuda:0"]);
+    }
+
+    #[test]
+    fn device_and_precision_values_are_checked() {
+        let local = GRID.split("[slurm]").next().unwrap().to_string();
+        let e = load(&local.replace("epochs = 2", "epochs = 2\ndevice = \"gpu\"")).unwrap_err();
+        assert!(
+            e.contains("device = \"gpu\"") && e.contains("cuda:N"),
+            "{e}"
+        );
+        let e = load(&local.replace("epochs = 2", "epochs = 2\nprecision = \"fp16\"")).unwrap_err();
+        assert!(e.contains("precision = \"fp16\""), "{e}");
+        let g = load(&local.replace("epochs = 2", "epochs = 2\nprecision = \"bf16\"")).unwrap();
+        assert!(g
+            .cells()
+            .iter()
+            .all(|c| c.precision.as_deref() == Some("bf16")));
+        assert_eq!(Device::parse("cuda:3"), Some(Device::Cuda(3)));
+        assert_eq!(Device::parse("cuda:"), None);
+        assert_eq!(
+            train_option("device", &toml::Value::String("cuda".into())),
+            ["--device", "cuda"]
+        );
+    }
+
+    #[test]
+    fn the_repository_grids_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sweeps");
+        let paper = Grid::load(&root.join("paper.toml")).unwrap();
+        assert!(paper
+            .cells()
+            .iter()
+            .all(|c| c.device == Device::Cuda(0) && c.precision.as_deref() == Some("bf16")));
+        let smoke = Grid::load(&root.join("smoke.toml")).unwrap();
+        assert!(smoke.cells().iter().all(|c| c.device == Device::Cpu));
     }
 
     #[test]

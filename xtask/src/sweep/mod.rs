@@ -79,6 +79,31 @@ impl Executor for Local {
     }
 }
 
+/// The `petseg` a grid runs by default: the CPU build, or the CUDA build of
+/// `tools/cuda-check.sh` when a cell runs on CUDA.
+pub fn default_petseg(grid: &Grid) -> PathBuf {
+    if uses_cuda(grid) {
+        PathBuf::from("target-cuda/release/petseg")
+    } else {
+        PathBuf::from("target/release/petseg")
+    }
+}
+
+/// How to build the `petseg` a grid needs.
+pub fn build_hint(grid: &Grid) -> &'static str {
+    if uses_cuda(grid) {
+        "its cells run on CUDA: build a CUDA petseg with `bash tools/cuda-check.sh` \
+         (CUDA_COMPUTE_CAP of the GPUs), or `CARGO_TARGET_DIR=target-cuda cargo build \
+         --release -p petseg-cli --features cuda` where nvcc is installed"
+    } else {
+        "cargo build --release -p petseg-cli"
+    }
+}
+
+fn uses_cuda(grid: &Grid) -> bool {
+    grid.cells().iter().any(|c| c.device != grid::Device::Cpu)
+}
+
 /// Where a sweep writes.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -221,6 +246,9 @@ pub fn plan(grid: &Grid, layout: &Layout, cell: &CellSpec) -> Vec<(&'static str,
                 "--run-dir".into(),
                 s(&run),
                 "--resume".into(),
+                // the checkpoint keeps the precision; the device is the grid's
+                "--device".into(),
+                cell.device.to_string(),
             ],
         )),
         _ => {}
@@ -240,6 +268,17 @@ pub fn plan(grid: &Grid, layout: &Layout, cell: &CellSpec) -> Vec<(&'static str,
             "--out-dir".into(),
             s(&res.join("preds")),
         ];
+        // The cell's device and precision, unless [predict] sets its own.
+        if !grid.predict.contains_key("device") {
+            a.extend(["--device".into(), cell.device.to_string()]);
+        }
+        if let Some(p) = cell
+            .precision
+            .as_ref()
+            .filter(|_| !grid.predict.contains_key("precision"))
+        {
+            a.extend(["--precision".into(), p.clone()]);
+        }
         for (k, v) in &grid.predict {
             a.extend(grid::predict_option(k, v));
         }
@@ -584,6 +623,56 @@ mod tests {
     }
 
     #[test]
+    fn the_grid_device_reaches_train_resume_and_predict() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut grid, layout) = setup(dir.path());
+        grid.train.insert("device".into(), "cuda".into());
+        grid.train.insert("precision".into(), "bf16".into());
+        let cell = grid.cells().remove(0);
+        let plan_of = |grid: &Grid| -> Vec<String> {
+            plan(grid, &layout, &cell)
+                .into_iter()
+                .map(|(_, a)| a.join(" "))
+                .collect()
+        };
+        let steps = plan_of(&grid);
+        assert!(
+            steps[0].contains("--device cuda") && steps[0].contains("--precision bf16"),
+            "{}",
+            steps[0]
+        );
+        assert!(
+            steps[1].starts_with("predict")
+                && steps[1].contains("--device cuda:0 --precision bf16"),
+            "{}",
+            steps[1]
+        );
+        // a resumed run continues on the grid's device (its precision is the checkpoint's)
+        let run = layout.runs.join(&cell.name);
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("checkpoint_last.safetensors"), b"x").unwrap();
+        let steps = plan_of(&grid);
+        assert!(
+            steps[0].ends_with("--resume --device cuda:0") && !steps[0].contains("precision"),
+            "{}",
+            steps[0]
+        );
+        // [predict]'s own device wins
+        grid.predict.insert("device".into(), "cpu".into());
+        let predict = plan_of(&grid).remove(1);
+        assert!(
+            predict.contains("--device cpu") && !predict.contains("cuda"),
+            "{predict}"
+        );
+        assert_eq!(
+            default_petseg(&grid),
+            Path::new("target-cuda/release/petseg")
+        );
+        grid.train.remove("device");
+        assert_eq!(default_petseg(&grid), Path::new("target/release/petseg"));
+    }
+
+    #[test]
     fn interrupted_training_is_resumed() {
         let dir = tempfile::tempdir().unwrap();
         let (grid, layout) = setup(dir.path());
@@ -599,7 +688,8 @@ mod tests {
         let calls = again.calls.lock().unwrap().clone();
         assert_eq!(calls.len(), 3);
         assert!(
-            calls[0].1.starts_with("train --plain --run-dir") && calls[0].1.ends_with("--resume"),
+            calls[0].1.starts_with("train --plain --run-dir")
+                && calls[0].1.ends_with("--resume --device cpu"),
             "{}",
             calls[0].1
         );

@@ -72,6 +72,8 @@ mod tests {
             loss: "dice".into(),
             fold: 0,
             extra: Vec::new(),
+            device: Default::default(),
+            precision: None,
         };
         let r = Slurm {
             partition: Some("gpu".into()),
