@@ -193,7 +193,10 @@ fn run_sweep(args: SweepArgs) -> Result<()> {
     }
     if args.dry_run {
         if let Some(r) = &grid.slurm {
-            println!("# slurm resources (not used by the local executor): {r:?}");
+            println!(
+                "# slurm resources (not used by the local executor): {}",
+                r.sbatch_options().join(" ")
+            );
         }
         for cell in grid.cells() {
             let steps = sweep::plan(&grid, &layout, &cell);

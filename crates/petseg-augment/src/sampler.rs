@@ -73,7 +73,8 @@ impl AugmentConfig {
                 && j.shift >= 0.0)
             {
                 return Err(AugmentError::Config(format!(
-                    "intensity {j:?}: need 0 <= scale < 1 and finite shift >= 0"
+                    "intensity.scale {} and intensity.shift {}: need 0 <= scale < 1 and finite shift >= 0",
+                    j.scale, j.shift
                 )));
             }
         }

@@ -68,7 +68,9 @@ impl AffineConfig {
             .chain(&self.translate_range_vox);
         if all.clone().any(|v| !v.is_finite() || *v < 0.0) {
             return Err(AugmentError::Config(format!(
-                "affine ranges must be finite and >= 0: {self:?}"
+                "affine ranges must be finite and >= 0: rotate_range_rad {:?}, scale_range {:?}, \
+                 translate_range_vox {:?}",
+                self.rotate_range_rad, self.scale_range, self.translate_range_vox
             )));
         }
         if self.scale_range.iter().any(|&s| s >= 1.0) {

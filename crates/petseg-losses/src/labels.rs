@@ -82,7 +82,7 @@ pub(crate) fn decode<'a>(
         CpuStorage::BF16(v) => floats(v[start..end].iter().map(|x| x.to_f64()), classes, bad),
         other => Err(LossError::DType {
             what: "labels",
-            dtype: format!("{:?}", other.dtype()),
+            dtype: other.dtype().as_str().to_string(),
             expected: "u8, u32, i16, i32, i64, f16, bf16, f32 or f64 class indices",
         }),
     };

@@ -32,7 +32,7 @@ fn evaluate(terms: Terms, logits: &Tensor, labels: &Tensor) -> candle_core::Resu
     if !matches!(dtype, DType::F16 | DType::BF16 | DType::F32 | DType::F64) {
         return Err(LossError::DType {
             what: "logits",
-            dtype: format!("{dtype:?}"),
+            dtype: dtype.as_str().to_string(),
             expected: "f16, bf16, f32 or f64",
         }
         .into());

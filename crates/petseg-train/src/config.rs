@@ -160,10 +160,16 @@ impl RunConfig {
         self.optimizer.validate()?;
         self.validation.window.validate()?;
         let s = &self.schedule;
-        if s.epochs == 0 || s.batch_size == 0 || s.steps_per_epoch == Some(0) {
-            return Err(TrainError::Config(format!(
-                "schedule {s:?}: epochs, batch_size and steps_per_epoch must be >= 1"
-            )));
+        for (field, value) in [
+            ("epochs", Some(s.epochs)),
+            ("batch_size", Some(s.batch_size)),
+            ("steps_per_epoch", s.steps_per_epoch),
+        ] {
+            if value == Some(0) {
+                return Err(TrainError::Config(format!(
+                    "schedule.{field} = 0: must be >= 1"
+                )));
+            }
         }
         if s.warmup_epochs >= s.epochs && s.warmup_epochs > 0 {
             return Err(TrainError::Config(format!(

@@ -66,7 +66,9 @@ impl AdamWConfig {
             && self.eps > 0.0;
         if !ok {
             return Err(TrainError::Config(format!(
-                "optimizer {self:?}: need lr >= 0, weight_decay >= 0, betas in [0, 1), eps > 0"
+                "optimizer (lr {}, weight_decay {}, betas [{}, {}], eps {}): need lr >= 0, \
+                 weight_decay >= 0, betas in [0, 1), eps > 0",
+                self.lr, self.weight_decay, self.beta1, self.beta2, self.eps
             )));
         }
         Ok(())

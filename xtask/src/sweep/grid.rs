@@ -131,6 +131,30 @@ impl std::fmt::Display for Device {
     }
 }
 
+impl Slurm {
+    /// The sbatch options these resources ask for (`--partition=gpu`,
+    /// `--gpus=1`, …; no `--gpus` for 0 GPUs), in the script's order.
+    pub fn sbatch_options(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.partition {
+            out.push(format!("--partition={p}"));
+        }
+        if let Some(g) = self.gpus.filter(|&g| g > 0) {
+            out.push(format!("--gpus={g}"));
+        }
+        if let Some(c) = self.cpus {
+            out.push(format!("--cpus-per-task={c}"));
+        }
+        if let Some(m) = &self.mem {
+            out.push(format!("--mem={m}"));
+        }
+        if let Some(t) = &self.time {
+            out.push(format!("--time={t}"));
+        }
+        out
+    }
+}
+
 /// One cell of the grid.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellSpec {

@@ -142,6 +142,18 @@ pub enum CellState {
     Done,
 }
 
+impl std::fmt::Display for CellState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CellState::Pending => "pending",
+            CellState::Training => "training",
+            CellState::Trained => "trained",
+            CellState::Predicted => "predicted",
+            CellState::Done => "done",
+        })
+    }
+}
+
 /// The state of `cell`.
 pub fn state(layout: &Layout, cell: &CellSpec) -> CellState {
     let res = layout.results.join(&cell.name);
@@ -401,7 +413,7 @@ pub fn run(grid: &Grid, layout: &Layout, exec: &dyn Executor, jobs: usize) -> Re
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(cell) = cells.get(i) else { break };
-                eprintln!("cell {}: {:?}", cell.name, state(layout, cell));
+                eprintln!("cell {}: {}", cell.name, state(layout, cell));
                 match run_cell(grid, &manifest, layout, cell, exec) {
                     Ok(()) => eprintln!("cell {}: done", cell.name),
                     Err(e) => {
@@ -433,7 +445,7 @@ pub fn status(grid: &Grid, layout: &Layout, scheduler: &BTreeMap<String, String>
         done += usize::from(st == CellState::Done);
         let line = format!(
             "{:<10} {:<width$}",
-            format!("{st:?}").to_lowercase(),
+            st.to_string(),
             c.name
         );
         match scheduler.get(&c.name) {

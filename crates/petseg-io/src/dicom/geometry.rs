@@ -87,7 +87,7 @@ pub fn series_geometry(series: &DicomSeries) -> Result<SeriesGeometry> {
         if s.rows != Some(rows) || s.columns != Some(cols) {
             return Err(differs(
                 "matrix (rows×columns)",
-                format!("{:?}×{:?}", s.rows, s.columns),
+                format!("{}×{}", super::shown(&s.rows), super::shown(&s.columns)),
                 format!("{rows}×{cols}"),
             ));
         }

@@ -38,7 +38,7 @@
 //! use petseg_io::dicom::{read_pet_suv, read_ct_hu, SuvOverrides};
 //! let (pet_suv, report) = read_pet_suv("study/PET".as_ref(), &SuvOverrides::default())?;
 //! let ct_hu = read_ct_hu("study/CT".as_ref())?;
-//! println!("SUV factor {} ({:?})", report.suv_factor, report.scan_time_rule);
+//! println!("SUV factor {} ({})", report.suv_factor, report.method);
 //! # Ok::<(), petseg_io::IoError>(())
 //! ```
 
@@ -165,6 +165,13 @@ fn series_folder(series: &DicomSeries) -> std::path::PathBuf {
         .unwrap_or_default()
 }
 
+/// A tag value for messages: the value itself, or "absent".
+pub(crate) fn shown<T: std::fmt::Display>(value: &Option<T>) -> String {
+    value
+        .as_ref()
+        .map_or_else(|| "absent".to_string(), T::to_string)
+}
+
 /// The series-level PET tags: those of the first slice (in k order), the
 /// acquisition stamps of all slices, and a check that the slices agree on
 /// every series-level value the SUV rules use.
@@ -182,38 +189,38 @@ pub fn series_pet_tags(series: &DicomSeries, geom: &SeriesGeometry) -> Result<Pe
         let pairs: [(&str, String, String); 7] = [
             (
                 "(0054,1001) Units",
-                format!("{:?}", p.units),
-                format!("{:?}", tags.units),
+                shown(&p.units),
+                shown(&tags.units),
             ),
             (
                 "(0054,1102) DecayCorrection",
-                format!("{:?}", p.decay_correction),
-                format!("{:?}", tags.decay_correction),
+                shown(&p.decay_correction),
+                shown(&tags.decay_correction),
             ),
             (
                 "(0010,1030) PatientWeight",
-                format!("{:?}", p.patient_weight_kg),
-                format!("{:?}", tags.patient_weight_kg),
+                shown(&p.patient_weight_kg),
+                shown(&tags.patient_weight_kg),
             ),
             (
                 "(0018,1074) RadionuclideTotalDose",
-                format!("{:?}", p.radionuclide_total_dose),
-                format!("{:?}", tags.radionuclide_total_dose),
+                shown(&p.radionuclide_total_dose),
+                shown(&tags.radionuclide_total_dose),
             ),
             (
                 "(0018,1075) RadionuclideHalfLife",
-                format!("{:?}", p.radionuclide_half_life_s),
-                format!("{:?}", tags.radionuclide_half_life_s),
+                shown(&p.radionuclide_half_life_s),
+                shown(&tags.radionuclide_half_life_s),
             ),
             (
                 "(0018,1078) RadiopharmaceuticalStartDateTime",
-                format!("{:?}", p.radiopharmaceutical_start_datetime),
-                format!("{:?}", tags.radiopharmaceutical_start_datetime),
+                shown(&p.radiopharmaceutical_start_datetime),
+                shown(&tags.radiopharmaceutical_start_datetime),
             ),
             (
                 "(0018,1072) RadiopharmaceuticalStartTime",
-                format!("{:?}", p.radiopharmaceutical_start_time),
-                format!("{:?}", tags.radiopharmaceutical_start_time),
+                shown(&p.radiopharmaceutical_start_time),
+                shown(&tags.radiopharmaceutical_start_time),
             ),
         ];
         for (name, here, there) in pairs {

@@ -155,6 +155,52 @@ pub enum InjectionTimeRule {
     OverrideTimeOfDay,
 }
 
+impl std::fmt::Display for SuvMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SuvMethod::BqmlBodyWeight => "Units BQML: weight / decayed dose",
+            SuvMethod::PhilipsSuvScaleFactor => "Units CNTS: Philips SUV scale factor (7053,1000)",
+            SuvMethod::PhilipsActivityScaleFactor => {
+                "Units CNTS: Philips activity scale factor (7053,1009), then weight / decayed dose"
+            }
+            SuvMethod::GmlAlreadySuv => "Units GML: already SUVbw",
+        })
+    }
+}
+
+impl std::fmt::Display for ScanTimeRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ScanTimeRule::SeriesNotAfterEarliestAcquisition => {
+                "SeriesDate/Time, not after the earliest acquisition"
+            }
+            ScanTimeRule::SeriesWithoutAcquisitionTimes => {
+                "SeriesDate/Time, no acquisition time to check it against"
+            }
+            ScanTimeRule::GePrivateScanDateTime => "GE private scan date-time (0009,100D)",
+            ScanTimeRule::EarliestAcquisition => "the earliest AcquisitionDate/Time",
+        })
+    }
+}
+
+impl std::fmt::Display for InjectionTimeRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InjectionTimeRule::StartDateTime => "RadiopharmaceuticalStartDateTime (0018,1078)",
+            InjectionTimeRule::StartTimeOnSeriesDate => {
+                "RadiopharmaceuticalStartTime (0018,1072) on the series date"
+            }
+            InjectionTimeRule::StartTimePreviousDay => {
+                "RadiopharmaceuticalStartTime (0018,1072) on the day before the series date"
+            }
+            InjectionTimeRule::OverrideDateTime => "the injection-time override",
+            InjectionTimeRule::OverrideTimeOfDay => {
+                "the injection-time override (a time of day)"
+            }
+        })
+    }
+}
+
 /// One value the user supplied explicitly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OverrideRecord {
@@ -242,7 +288,7 @@ pub enum SuvError {
     },
     /// The injection is after the scan.
     #[error(
-        "negative decay time {seconds:.1} s: injection {injection} ({injection_rule:?}) is after the scan {scan} ({scan_rule:?})"
+        "negative decay time {seconds:.1} s: injection {injection} (by {injection_rule}) is after the scan {scan} (by {scan_rule})"
     )]
     NegativeDecayTime {
         /// Scan minus injection, seconds.

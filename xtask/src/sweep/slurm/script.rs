@@ -28,20 +28,8 @@ pub fn script(
     let _ = writeln!(s, "#SBATCH --job-name=petseg-{name}");
     let _ = writeln!(s, "#SBATCH --array=0-{}", cells.len().saturating_sub(1));
     let _ = writeln!(s, "#SBATCH --output={}/%A_%a.out", log_dir.display());
-    if let Some(p) = &resources.partition {
-        let _ = writeln!(s, "#SBATCH --partition={p}");
-    }
-    if let Some(g) = resources.gpus.filter(|&g| g > 0) {
-        let _ = writeln!(s, "#SBATCH --gpus={g}");
-    }
-    if let Some(c) = resources.cpus {
-        let _ = writeln!(s, "#SBATCH --cpus-per-task={c}");
-    }
-    if let Some(m) = &resources.mem {
-        let _ = writeln!(s, "#SBATCH --mem={m}");
-    }
-    if let Some(t) = &resources.time {
-        let _ = writeln!(s, "#SBATCH --time={t}");
+    for option in resources.sbatch_options() {
+        let _ = writeln!(s, "#SBATCH {option}");
     }
     s += "set -euo pipefail\n";
     let _ = writeln!(s, "cd {}", quote(&workdir.display().to_string()));

@@ -255,7 +255,13 @@ fn negative_decay_time_is_refused() {
         SuvError::NegativeDecayTime { seconds, .. } => assert!((*seconds + 2370.0).abs() < 1e-9),
         other => panic!("unexpected {other:?}"),
     }
-    assert!(e.to_string().contains("negative decay time"));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("negative decay time")
+            && msg.contains("(by RadiopharmaceuticalStartDateTime (0018,1078))")
+            && msg.contains("(by SeriesDate/Time, not after the earliest acquisition)"),
+        "{msg}"
+    );
 }
 
 #[test]
