@@ -419,7 +419,10 @@ pub(crate) fn check_input(model: &str, x: &Tensor, channels: usize, divisor: usi
         x.dtype(),
         DType::F32 | DType::F64 | DType::F16 | DType::BF16
     ) {
-        candle_core::bail!("{model}: input must be a float tensor, got {}", x.dtype().as_str());
+        candle_core::bail!(
+            "{model}: input must be a float tensor, got {}",
+            x.dtype().as_str()
+        );
     }
     Ok(())
 }

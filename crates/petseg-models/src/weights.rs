@@ -222,7 +222,10 @@ pub fn load_state_dict(varmap: &VarMap, state: StateDict, source: &Path) -> Resu
         if !t.dtype().is_float() {
             return Err(ckpt_err(
                 source,
-                format!("{name}: dtype {}, expected a float tensor", t.dtype().as_str()),
+                format!(
+                    "{name}: dtype {}, expected a float tensor",
+                    t.dtype().as_str()
+                ),
             ));
         }
         values.push((var, t.to_dtype(var.dtype())?.to_device(var.device())?));

@@ -443,11 +443,7 @@ pub fn status(grid: &Grid, layout: &Layout, scheduler: &BTreeMap<String, String>
     for c in &cells {
         let st = state(layout, c);
         done += usize::from(st == CellState::Done);
-        let line = format!(
-            "{:<10} {:<width$}",
-            st.to_string(),
-            c.name
-        );
+        let line = format!("{:<10} {:<width$}", st.to_string(), c.name);
         match scheduler.get(&c.name) {
             Some(s) => out += &format!("{line}  {s}\n"),
             None => out += &format!("{}\n", line.trim_end()),

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use petseg_io::dicom::{
     decode_ct_hu, decode_pet_suv, plan_ct_hu, plan_pet_suv, scan_dir, DicomScan, DicomSeries,
-    PetPlan, SeriesGeometry, SuvOverrides, SuvReport,
+    PetPlan, SeriesGeometry, SkipReason, SkippedFile, SuvOverrides, SuvReport,
 };
 use petseg_io::nifti::write_nifti;
 use petseg_io::resample::{resample_onto, Interpolation};
@@ -29,6 +29,12 @@ grid) with --ct-native, and {ID}.suv.json (SUV factor, scan and injection times
 and the rules that chose them, every tag value used, overrides).
 Batch mode: every subfolder of --batch is a study holding one PT and at most
 one CT series; its name is the case ID.
+Files that belong to no converted series (a README, a DICOMDIR, an empty or
+unreadable file, a dataset without file meta, another modality's series) are
+skipped: stderr names each stray file and each unused series with the reason,
+and {ID}.suv.json lists every skipped file under \"skipped_files\". A series
+itself must be whole: an unreadable file that names its SeriesInstanceUID, a
+missing slice or a mixed geometry is an error.
 
 Examples:
   petseg convert --pet study/PET --ct study/CT --out imagesTr --id psma_0001
@@ -89,6 +95,8 @@ pub struct ConvertRecord {
     pub pet_affine: [[f64; 4]; 4],
     /// The CT series, when given.
     pub ct_series_instance_uid: Option<String>,
+    /// Files under the study's folders that were not converted, with why.
+    pub skipped_files: Vec<SkippedFile>,
     /// Files written.
     pub outputs: Vec<PathBuf>,
 }
@@ -99,6 +107,7 @@ struct Study<'a> {
     pet: &'a DicomSeries,
     pet_plan: PetPlan,
     ct: Option<(&'a DicomSeries, SeriesGeometry)>,
+    skipped: Vec<SkippedFile>,
 }
 
 /// Runs `petseg convert`.
@@ -155,7 +164,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let pet = pet_scan
             .single("PT")
             .with_context(|| format!("study {id}: PET"))?;
-        let pet_plan = plan_pet_suv(pet, &overrides).with_context(|| format!("study {id}: PET"))?;
+        let pet_plan = plan_pet_suv(pet, &overrides)
+            .with_context(|| format!("study {id}: PET{}", skipped_hint(pet_scan)))?;
         let ct_series = match ct_scan {
             Some(s) => Some(
                 s.single("CT")
@@ -165,16 +175,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .optional("CT")
                 .with_context(|| format!("study {id}: CT"))?,
         };
+        let ct_scan_used = ct_scan.as_ref().unwrap_or(pet_scan);
         let ct = match ct_series {
-            Some(s) => Some((s, plan_ct_hu(s).with_context(|| format!("study {id}: CT"))?)),
+            Some(s) => Some((
+                s,
+                plan_ct_hu(s)
+                    .with_context(|| format!("study {id}: CT{}", skipped_hint(ct_scan_used)))?,
+            )),
             None => None,
         };
+        let converted: Vec<&str> = [Some(pet), ct_series]
+            .into_iter()
+            .flatten()
+            .map(|s| s.uid.as_str())
+            .collect();
+        let skipped = std::iter::once(pet_scan)
+            .chain(ct_scan)
+            .flat_map(|scan| skipped_files(scan, &converted))
+            .collect();
         studies.push(Study {
             id: id.clone(),
             pet,
             pet_plan,
             ct,
+            skipped,
         });
+    }
+    for study in &studies {
+        report_skipped(&study.id, &study.skipped);
     }
 
     // Pass 2: decode, resample, write each study atomically.
@@ -184,13 +212,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for study in &studies {
         let record = convert_study(study, &args.out, args.ct_native)
             .with_context(|| format!("study {}", study.id))?;
+        let [ni, nj, nk] = record.pet_shape;
+        let scan_time = record
+            .suv
+            .scan_time_rule
+            .map(|r| format!("; scan time by {r}"))
+            .unwrap_or_default();
         eprintln!(
-            "{}: PET {:?} SUV factor {:.6e} ({:?}, scan time by {:?}){}",
+            "{}: PET {ni}×{nj}×{nk}, SUV factor {:.6e} ({}{scan_time}){}",
             study.id,
-            record.pet_shape,
             record.suv.suv_factor,
             record.suv.method,
-            record.suv.scan_time_rule,
             if study.ct.is_some() {
                 ", CT on the PET grid"
             } else {
@@ -208,6 +240,56 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{text}");
     }
     Ok(())
+}
+
+/// The stray files of a scan and the files of its series that are not
+/// converted (not among `converted` UIDs).
+fn skipped_files(scan: &DicomScan, converted: &[&str]) -> Vec<SkippedFile> {
+    let mut out = scan.skipped.clone();
+    for series in &scan.series {
+        if !converted.contains(&series.uid.as_str()) {
+            let why = match series.modality.as_str() {
+                "PT" | "CT" => format!("the {} is read from another folder", series.modality),
+                _ => "neither PT nor CT".to_string(),
+            };
+            out.extend(SkippedFile::unused_series(series, &why));
+        }
+    }
+    out
+}
+
+/// One stderr line per stray file and one per unused series.
+fn report_skipped(id: &str, skipped: &[SkippedFile]) {
+    let mut last_series: Option<&str> = None;
+    for s in skipped {
+        if s.reason != SkipReason::UnusedSeries {
+            eprintln!("{id}: skipped {s}");
+            continue;
+        }
+        let series = s.detail.as_deref().unwrap_or_default();
+        if last_series != Some(series) {
+            let n = skipped
+                .iter()
+                .filter(|o| o.detail.as_deref() == Some(series))
+                .count();
+            eprintln!(
+                "{id}: skipped {n} file(s) of {series} (e.g. {})",
+                s.path.display()
+            );
+            last_series = Some(series);
+        }
+    }
+}
+
+/// For errors about a series: the files the scan skipped, which may be
+/// the series' missing slices.
+fn skipped_hint(scan: &DicomScan) -> String {
+    let stray: Vec<String> = scan.skipped.iter().map(|s| s.to_string()).collect();
+    if stray.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} file(s) skipped: {})", stray.len(), stray.join("; "))
+    }
 }
 
 fn check_id(id: &str) -> anyhow::Result<()> {
@@ -265,6 +347,7 @@ fn convert_study(study: &Study, out: &Path, ct_native: bool) -> anyhow::Result<C
             pet_spacing_mm: pet.spacing_mm(),
             pet_affine: pet.affine().rows(),
             ct_series_instance_uid: ct.as_ref().map(|c| c.0.clone()),
+            skipped_files: study.skipped.clone(),
             outputs: names.iter().map(|n| out.join(n)).collect(),
         };
         std::fs::write(

@@ -3,8 +3,11 @@
 //!
 //! Reading, in one pass per folder:
 //! 1. [`scan_dir`] finds the files (recursively), reads each header up to
-//!    PixelData, and groups them by SeriesInstanceUID; [`DicomScan::single`]
-//!    picks the PT or CT series and refuses a folder holding several.
+//!    PixelData, and groups them by SeriesInstanceUID; stray files (a README,
+//!    a DICOMDIR, an empty or cut file, a dataset without file meta) are
+//!    listed with the reason ([`SkippedFile`]). [`DicomScan::single`] picks
+//!    the PT or CT series, refuses a folder holding several, and refuses the
+//!    series when an unreadable file names its SeriesInstanceUID.
 //! 2. [`series_geometry`] sorts slices along the slice normal and checks the
 //!    grid (even spacing within 1 %, no gaps or duplicates, one orientation,
 //!    matrix and pixel spacing); the affine is RAS+ (DICOM LPS with x and y negated).
@@ -57,7 +60,7 @@ use std::path::Path;
 pub use cohort::write_cohort_dicom;
 pub use geometry::{series_geometry, SeriesGeometry};
 pub use header::SliceHeader;
-pub use scan::{scan_dir, DicomScan, DicomSeries};
+pub use scan::{scan_dir, DicomScan, DicomSeries, SkipReason, SkippedFile};
 pub use suv::{
     compute_suv, AcquisitionStamp, InjectionTimeRule, OverrideRecord, PetSuvTags, ScanTimeRule,
     SuvError, SuvMethod, SuvOverrides, SuvReport,
@@ -187,11 +190,7 @@ pub fn series_pet_tags(series: &DicomSeries, geom: &SeriesGeometry) -> Result<Pe
         let s = &series.slices[i];
         let p = &s.pet;
         let pairs: [(&str, String, String); 7] = [
-            (
-                "(0054,1001) Units",
-                shown(&p.units),
-                shown(&tags.units),
-            ),
+            ("(0054,1001) Units", shown(&p.units), shown(&tags.units)),
             (
                 "(0054,1102) DecayCorrection",
                 shown(&p.decay_correction),

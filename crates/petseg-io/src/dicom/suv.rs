@@ -194,9 +194,7 @@ impl std::fmt::Display for InjectionTimeRule {
                 "RadiopharmaceuticalStartTime (0018,1072) on the day before the series date"
             }
             InjectionTimeRule::OverrideDateTime => "the injection-time override",
-            InjectionTimeRule::OverrideTimeOfDay => {
-                "the injection-time override (a time of day)"
-            }
+            InjectionTimeRule::OverrideTimeOfDay => "the injection-time override (a time of day)",
         })
     }
 }
