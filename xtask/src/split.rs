@@ -1,4 +1,4 @@
-//! `cargo xtask split`: patient-grouped, stratified data splits (SPEC §1).
+//! `cargo xtask split`: patient-grouped, stratified data splits (`docs/method/data.md` §6).
 //!
 //! Every case of a patient lands in the same partition. Patients are
 //! stratified by lesion scenario (none / single / multiple: the patient's

@@ -32,7 +32,7 @@ impl PreparedCase {
     /// Builds a case from channel volumes on one grid and an optional label
     /// (any value > 0 is foreground). `pad_values[c]` fills channel `c`
     /// outside the volume; `pet_channel` selects the channel whose positive
-    /// voxels are the background crop candidates (SPEC §3: PET > 0).
+    /// voxels are the background crop candidates (`docs/method/preprocessing.md` §3: PET > 0).
     pub fn from_volumes(
         id: impl Into<String>,
         channels: &[Volume<f32>],

@@ -1,4 +1,4 @@
-//! Intensity normalisation of the input channels (SPEC §3).
+//! Intensity normalisation of the input channels (`docs/method/preprocessing.md` §2).
 //!
 //! Channel 0 is the CT, either clipped to a HU window and scaled to [0, 1]
 //! (the study's choice, default window [−154, 325] HU) or min–max scaled per

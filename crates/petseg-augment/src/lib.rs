@@ -1,7 +1,7 @@
 //! # petseg-augment
 //!
 //! Owns the **input side of training**: turning a case's CT, PET and label
-//! volumes into the network's input channels (SPEC §3), and drawing training
+//! volumes into the network's input channels (`docs/method/preprocessing.md`), and drawing training
 //! patches from them — the foreground-biased crop (MONAI
 //! `RandCropByPosNegLabel` semantics), the random affine sampled straight from
 //! the whole volume in one interpolation pass, optional flips and intensity

@@ -1,5 +1,6 @@
-//! From scanner volumes to a [`PreparedCase`] (SPEC §3): reorient to RAS,
-//! resample to the training spacing, normalise the CT, keep the PET in SUV.
+//! From scanner volumes to a [`PreparedCase`] (`docs/method/preprocessing.md`
+//! §1–2): reorient to RAS, resample to the training spacing, normalise the CT,
+//! keep the PET in SUV.
 //!
 //! The grid of a prepared case is derived from the **PET**: the PET is
 //! reoriented to RAS (axis permutation and flips, no interpolation), then

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{AugmentError, Result};
 
-/// Random affine settings (SPEC §3 defaults).
+/// Random affine settings (defaults: `docs/method/preprocessing.md` §4).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AffineConfig {

@@ -1,4 +1,4 @@
-//! Per-patient and per-lesion metrics of one case (SPEC §9).
+//! Per-patient and per-lesion metrics of one case (`docs/method/evaluation.md` §3–7).
 
 use petseg_io::Volume;
 use serde::Serialize;
@@ -104,7 +104,7 @@ pub enum LesionKind {
     UnmatchedPred,
 }
 
-/// One lesion's metrics (SPEC §9 "per lesion").
+/// One lesion's metrics (`docs/method/evaluation.md` §7).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LesionMetrics {
     /// Case identifier.

@@ -1,5 +1,5 @@
 //! Cohort analysis: scenarios, TMTV/MTV thresholds, Dmax groups, paired
-//! comparisons and the Markdown summary (SPEC §9).
+//! comparisons and the Markdown summary (`docs/method/evaluation.md` §8–9).
 //!
 //! Conventions: percentiles use NumPy's linear interpolation; a case or
 //! lesion is "below" a threshold when its value is ≤ the threshold; DSC

@@ -1,4 +1,4 @@
-//! Lesion detection counts under the study's criteria (SPEC §9).
+//! Lesion detection counts under the study's criteria (`docs/method/evaluation.md` §4).
 //!
 //! Components are visited in label order (raster order of first appearance)
 //! exactly as the reference loops over `1..=n`:

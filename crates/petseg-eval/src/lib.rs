@@ -1,7 +1,7 @@
 //! # petseg-eval
 //!
 //! Owns the **evaluation** of lesion segmentations in whole-body PET
-//! (SPEC §9): connected-component labelling ([`components`]), the per-case
+//! (`docs/method/evaluation.md`): connected-component labelling ([`components`]), the per-case
 //! metrics of the study and of autoPET ([`case`], [`detection`]), lesion
 //! dissemination Dmax ([`dmax`]), per-lesion metrics, cohort analysis and
 //! the Wilcoxon signed-rank test ([`cohort`], [`stats`]) and CSV output

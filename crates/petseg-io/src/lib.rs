@@ -5,7 +5,7 @@
 //! write, reorientation, resampling, and the synthetic PSMA PET/CT cohort.
 //! It does not know about networks, losses or metrics.
 //!
-//! Conventions (SPEC §1): voxel arrays are indexed `(i, j, k)` in NIfTI order
+//! Conventions (`docs/method/data.md` §1): voxel arrays are indexed `(i, j, k)` in NIfTI order
 //! and stored i-fastest; affines map voxel indices to RAS+ millimetres.
 //!
 //! Volumes on disk and between grids: [`nifti`] reads and writes NIfTI-1
@@ -71,7 +71,7 @@
 //! Data sets: [`manifest`] is the data set as data (cases with explicit
 //! files, patient ids, lesion counts, the split; nnU-Net and autoPET layout
 //! readers). [`phantom`] generates the synthetic PSMA PET/CT cohort
-//! (SPEC §10) and writes it in the nnU-Net layout with a manifest:
+//! (`docs/method/cohort.md`) and writes it in the nnU-Net layout with a manifest:
 //!
 //! ```no_run
 //! use petseg_io::phantom::{write_cohort, PhantomConfig, Size};

@@ -1,4 +1,4 @@
-//! The dataset manifest (SPEC §1): a data set described as data.
+//! The dataset manifest (`docs/method/data.md` §4): a data set described as data.
 //!
 //! A manifest (`data-manifests/*.json`, or `manifest.json` beside a cohort)
 //! lists every case with its files named explicitly — CT, PET and optional
@@ -104,7 +104,7 @@ pub struct Fold {
     pub val: Vec<String>,
 }
 
-/// The study's lesion scenarios (SPEC §9), used to stratify splits and
+/// The study's lesion scenarios (`docs/method/data.md` §4), used to stratify splits and
 /// group results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -9,12 +9,12 @@ Writes, under crates/petseg-losses/tests/fixtures/:
   fixtures.json    for every case and loss: the loss config (petseg `LossConfig` JSON) and the
                    reference value.
 
-The references are computed in float64 from the same f32 logits (MONAI's FocalLoss casts to
-float32 internally; that is MONAI's behaviour and is kept). L1DFL has no MONAI class: `l1dfl`
-below is a PyTorch port of SPEC §6 (histogram of g = |p - y| pooled over B x C x voxels, bins of
-width eps centred at k*eps and clipped to [0, 1], left-closed, beta = N / density held constant,
-weighted Dice with squared denominator and smoothing 1e-8, plus MONAI's softmax focal loss).
-The logits are nudged so that no g lies within 1e-4 of a bin edge: the bin of an entry must not
+The references are computed in float64 from the same f32 logits (MONAI's FocalLoss casts to float32
+internally; that is MONAI's behaviour and is kept). L1DFL has no MONAI class: `l1dfl` below is a
+PyTorch port of docs/method/losses.md §5 (histogram of g = |p - y| pooled over B x C x voxels, bins
+of width eps centred at k*eps and clipped to [0, 1], left-closed, beta = N / density held constant,
+weighted Dice with squared denominator and smoothing 1e-8, plus MONAI's softmax focal loss). The
+logits are nudged so that no g lies within 1e-4 of a bin edge: the bin of an entry must not
 depend on the last bit of a float32 softmax.
 """
 import json
@@ -38,7 +38,7 @@ def bin_edges(eps):
 
 
 def l1dfl(logits, labels, eps=0.1, gamma=2.0, smooth=1e-8):
-    """PyTorch port of the L1-weighted Dice Focal loss (SPEC §6)."""
+    """PyTorch port of the L1-weighted Dice Focal loss (docs/method/losses.md §5)."""
     n_classes = logits.shape[1]
     p = torch.softmax(logits, 1)
     y = one_hot(labels, num_classes=n_classes).to(p.dtype)

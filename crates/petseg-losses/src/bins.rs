@@ -8,8 +8,8 @@
 //! `scripts/make_fixtures.py` feeds to `torch.bucketize(..., right=True)`.
 //!
 //! With `N` entries and `n_k` of them in bin `k`, the density is `d_k = n_k / width_k` and every
-//! entry of bin `k` gets the weight `β_k = N / d_k = N·width_k / n_k` (SPEC §6). β is a constant
-//! for autograd.
+//! entry of bin `k` gets the weight `β_k = N / d_k = N·width_k / n_k` (`docs/method/losses.md` §5).
+//! β is a constant for autograd.
 
 use crate::error::{check_range, LossError};
 use crate::lanes::{Lanes, LANES};

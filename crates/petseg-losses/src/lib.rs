@@ -1,7 +1,7 @@
 //! # petseg-losses
 //!
 //! The segmentation losses of the study, on candle tensors, matching PyTorch/MONAI in value
-//! and gradient (SPEC §6):
+//! and gradient (`docs/method/losses.md`):
 //!
 //! | loss | type | reference |
 //! |---|---|---|

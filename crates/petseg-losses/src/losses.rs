@@ -367,10 +367,10 @@ impl SegLoss for DiceCeLoss {
     }
 }
 
-/// Smoothing of the L1DFL weighted Dice (SPEC §6).
+/// Smoothing of the L1DFL weighted Dice (`docs/method/losses.md` §5).
 pub const L1DFL_SMOOTH: f64 = 1e-8;
 
-/// The study's L1-weighted Dice Focal loss (SPEC §6).
+/// The study's L1-weighted Dice Focal loss (`docs/method/losses.md` §5).
 ///
 /// `g = |p − y|` over all B × C × voxels is binned ([`BinEdges`]: width ε, end bins ε/2,
 /// left-closed); each entry gets `β = N / density(bin)`, a constant for autograd. Loss =

@@ -46,7 +46,7 @@ pub(crate) struct FocalTerm {
     pub include_background: bool,
 }
 
-/// L1-weighted Dice term of L1DFL (SPEC §6).
+/// L1-weighted Dice term of L1DFL (`docs/method/losses.md` §5).
 #[derive(Debug, Clone)]
 pub(crate) struct L1DiceTerm {
     pub weight: f64,

@@ -3,12 +3,12 @@
 
     python3 crates/petseg-models/scripts/bench_monai.py [segresnet|attention_unet|all] [size] [steps]
 
-Same protocol as benches/models.rs: study configurations (SPEC §4), input [1, 2, S³]
-~ N(0, 1), labels x[:, 0] > 0, one warm-up eval forward, `steps` timed eval forwards
-(torch.no_grad), then steps + 1 training steps (train-mode forward, cross-entropy,
-backward, AdamW lr 2e-4 / wd 1e-5), the first untimed. Without a network argument (or with
-"all") each network runs in its own process so that peak RSS (VmHWM) is per network. Threads:
-torch's default (all cores) unless OMP_NUM_THREADS / torch.set_num_threads say otherwise.
+Same protocol as benches/models.rs: study configurations (docs/method/networks.md §2–3), input
+[1, 2, S³] ~ N(0, 1), labels x[:, 0] > 0, one warm-up eval forward, `steps` timed eval forwards
+(torch.no_grad), then steps + 1 training steps (train-mode forward, cross-entropy, backward,
+AdamW lr 2e-4 / wd 1e-5), the first untimed. Without a network argument (or with "all") each
+network runs in its own process so that peak RSS (VmHWM) is per network. Threads: torch's
+default (all cores) unless OMP_NUM_THREADS / torch.set_num_threads say otherwise.
 """
 import subprocess
 import sys

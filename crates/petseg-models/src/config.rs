@@ -8,9 +8,9 @@
 //! blocks_down = [1, 2, 2, 4]
 //! ```
 //!
-//! Omitted fields take the study's values (SPEC §4), which are MONAI's defaults except
-//! where the study set them (SegResNet: `init_filters = 16`, `in_channels = 2`;
-//! MONAI's own defaults are 8 and 1). Unknown fields are rejected.
+//! Omitted fields take the study's values (`docs/method/networks.md` §2–3), which are
+//! MONAI's defaults except where the study set them (SegResNet: `init_filters = 16`,
+//! `in_channels = 2`; MONAI's own defaults are 8 and 1). Unknown fields are rejected.
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -71,7 +71,7 @@ pub struct SegResNetConfig {
 }
 
 impl Default for SegResNetConfig {
-    /// The study's SegResNet (SPEC §4).
+    /// The study's SegResNet (`docs/method/networks.md` §2).
     fn default() -> Self {
         SegResNetConfig {
             init_filters: 16,
@@ -108,7 +108,7 @@ pub struct AttentionUnetConfig {
 }
 
 impl Default for AttentionUnetConfig {
-    /// The study's Attention U-Net (SPEC §4).
+    /// The study's Attention U-Net (`docs/method/networks.md` §3).
     fn default() -> Self {
         AttentionUnetConfig {
             in_channels: 2,

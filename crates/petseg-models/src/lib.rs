@@ -1,7 +1,7 @@
 //! # petseg-models — MONAI's SegResNet and Attention U-Net on candle
 //!
-//! This crate owns the two networks of the study (SPEC §4), written so that they are
-//! MONAI's networks parameter for parameter:
+//! This crate owns the two networks of the study (`docs/method/networks.md` §2–3), written
+//! so that they are MONAI's networks parameter for parameter:
 //!
 //! * [`SegResNet`] — MONAI `SegResNet` (GroupNorm ResBlocks, stride-2 conv down-sampling,
 //!   trilinear ×2 or transposed-conv up-sampling);

@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
 # Run the petseg-ops3d CUDA check on a GPU machine (CUDA 13 driver, no Rust needed).
 #
-# Build here (machine with the PyPI CUDA toolchain, see ../../../shared/notes/cuda-build.md):
-#   CUDA_HOME=/work/cuda-tk/nvidia/cu13 PATH=/work/cuda-tk/nvidia/cu13/bin:$PATH \
-#   CUDA_COMPUTE_CAP=90 CUDARC_CUDA_VERSION=13000 CARGO_TARGET_DIR=/work/target-cuda \
-#   cargo build --release -p petseg-ops3d --features cuda --examples
-# Copy /work/target-cuda/release/examples/cuda_check and this script to the GPU machine, then:
+# Build here, on a machine without CUDA or a GPU (lays out a CUDA 13 compiler from PyPI wheels):
+#   tools/cuda-check.sh          # -> target-cuda/release/examples/cuda_check
+# Copy target-cuda/release/examples/cuda_check and this script to the GPU machine, then:
 #   ./gpu-check.sh ./cuda_check
 # Exit status: 0 = every op matches the CPU; 1 = mismatch or run-time error; 2 = missing libraries.
 set -uo pipefail

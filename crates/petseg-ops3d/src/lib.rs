@@ -133,7 +133,7 @@
 //!
 //! ## CUDA
 //! `cargo build --release -p petseg-ops3d --features cuda --examples` (with
-//! the toolchain of `shared/notes/cuda-build.md`) builds
+//! the CUDA 13 toolchain that `tools/cuda-check.sh` lays out) builds
 //! `examples/cuda_check.rs`, which runs every op forward and backward on GPU 0
 //! and on the CPU, prints the errors, times conv3d at `[1,32,96³]` and exits
 //! non-zero on a mismatch; `scripts/gpu-check.sh` runs it on a GPU machine.

@@ -8,7 +8,7 @@
 //! python3 crates/petseg-train/scripts/bench_monai_pipeline.py        # the MONAI peer
 //! ```
 //!
-//! * `step`: the study's SegResNet (SPEC §4) on `[1, 2, S³]`, DiceCE loss
+//! * `step`: the study's SegResNet (`docs/method/networks.md` §2) on `[1, 2, S³]`, DiceCE loss
 //!   (MONAI `DiceCELoss(to_onehot_y=True, softmax=True)` in the peer), our
 //!   AdamW (lr 2e-4, wd 1e-5), gradient clipping at 12 — the trainer's own
 //!   step. One untimed step, then `steps` timed ones.
@@ -55,7 +55,7 @@ fn normal(n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The study's SegResNet (SPEC §4).
+/// The study's SegResNet (`docs/method/networks.md` §2).
 fn study_segresnet() -> BenchResult<ModelConfig> {
     Ok("segresnet".parse()?)
 }

@@ -17,7 +17,7 @@ use crate::sliding::SlidingWindowConfig;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// The dataset manifest (JSON, SPEC §1); relative paths are resolved
+    /// The dataset manifest (JSON, `docs/method/data.md` §4); relative paths are resolved
     /// against the current directory.
     pub manifest: PathBuf,
     /// The fold of the manifest's split to train (its `train` ids) and

@@ -1,5 +1,5 @@
 //! Loading the cases of a run: each case is read, reoriented, resampled and
-//! normalised once, then kept in memory (SPEC §7).
+//! normalised once, then kept in memory (`docs/method/training.md` §2).
 
 use petseg_augment::{PreparedCase, PreprocessConfig};
 use petseg_io::manifest::{CaseEntry, Manifest};

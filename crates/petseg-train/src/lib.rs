@@ -1,6 +1,7 @@
 //! # petseg-train
 //!
-//! Owns **training and inference** (SPEC §7, §8): the run configuration,
+//! Owns **training and inference** (`docs/method/training.md`,
+//! `docs/method/inference.md`): the run configuration,
 //! case loading and caching, background batch production, the training loop
 //! (AdamW matched to PyTorch, cosine schedule, gradient clipping, validation
 //! by sliding window, best/last checkpoints, exact resume), and prediction

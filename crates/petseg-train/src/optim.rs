@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 
-/// AdamW hyper-parameters (SPEC §7 defaults).
+/// AdamW hyper-parameters (defaults: `docs/method/training.md` §3).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AdamWConfig {

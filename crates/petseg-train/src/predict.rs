@@ -1,6 +1,6 @@
 //! Whole-case prediction: sliding window over one or more networks, optional
 //! flip test-time augmentation, fold ensembles, and the way back to the
-//! original PET grid (SPEC §8).
+//! original PET grid (`docs/method/inference.md`).
 //!
 //! The windows are cut on the CPU and sent to `device`; each window's
 //! probabilities come back to the CPU, where they are blended and

@@ -13,7 +13,7 @@
 //!   the sum at the end.
 //!
 //! The accumulators live in host memory whatever device runs the network,
-//! so memory does not grow with the device (SPEC §8).
+//! so memory does not grow with the device (`docs/method/inference.md` §2).
 
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +42,8 @@ impl std::str::FromStr for BlendMode {
     }
 }
 
-/// Sliding-window settings (SPEC §8; study: roi 128³, overlap 0.25, Gaussian).
+/// Sliding-window settings (`docs/method/inference.md` §2; study: roi 128³,
+/// overlap 0.25, Gaussian).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SlidingWindowConfig {

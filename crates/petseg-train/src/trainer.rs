@@ -1,4 +1,4 @@
-//! The training loop (SPEC §7): AdamW with a per-epoch cosine schedule,
+//! The training loop (`docs/method/training.md`): AdamW with a per-epoch cosine schedule,
 //! background batch production, validation by sliding window, best and
 //! last checkpoints, per-epoch logs, exact resume.
 //!

@@ -1,5 +1,5 @@
 //! `cargo xtask report`: the study's tables and figures from a results
-//! folder (SPEC §9).
+//! folder (`docs/method/evaluation.md` §8–10, `docs/method/study.md` §4).
 //!
 //! Input: `results/NAME/<network>__<loss>[__fold<k>]/patients.csv` and,
 //! for the lesion MTV table, `lesions.csv` (see [`load`] for the layout). Output (`--out`, default `results/NAME/report`):

@@ -1,6 +1,6 @@
 //! `petseg convert`: DICOM PET/CT → nnU-Net NIfTI (PET in SUVbw, CT in HU on
 //! the PET grid) plus `{ID}.suv.json`, the record of how the SUV factor was
-//! obtained (SPEC §2).
+//! obtained (`docs/method/suv.md`).
 //!
 //! Everything is validated before anything is written: every header, the
 //! geometry of both series, the SUV rules, then the pixels of both series and

@@ -1,5 +1,5 @@
 //! `petseg evaluate`: the study's and autoPET's metrics for one case or a
-//! folder of cases (SPEC §9).
+//! folder of cases (`docs/method/evaluation.md`).
 //!
 //! Folder mode pairs files by case id, never by position: predictions
 //! `PRED/{ID}.nii.gz`, ground truth `GT/{ID}.nii.gz` (nnU-Net `labelsTr`),

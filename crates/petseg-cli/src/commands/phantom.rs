@@ -1,4 +1,4 @@
-//! `petseg phantom`: write the synthetic PSMA PET/CT cohort (SPEC §10).
+//! `petseg phantom`: write the synthetic PSMA PET/CT cohort (`docs/method/cohort.md`).
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! Slice order and the voxel-to-world affine of a series (SPEC §2 rule 1).
+//! Slice order and the voxel-to-world affine of a series (`docs/method/suv.md` §1).
 //!
 //! Slices are sorted by the projection of ImagePositionPatient on the slice
 //! normal (row direction × column direction), never by InstanceNumber or
@@ -17,7 +17,7 @@ use super::scan::DicomSeries;
 use crate::affine::Affine;
 use crate::error::{IoError, Result};
 
-/// Relative tolerance on slice steps and lateral positions (SPEC: ~1 %).
+/// Relative tolerance on slice steps and lateral positions (`docs/method/suv.md` §1: 1 %).
 pub const SPACING_TOLERANCE: f64 = 0.01;
 
 /// The grid of a series: slice order, shape and affine.

@@ -1,5 +1,5 @@
 //! DICOM PET/CT ingest (SUVbw by the QIBA rules, CT in HU) and a writer of
-//! synthetic series for end-to-end tests (SPEC §2).
+//! synthetic series for end-to-end tests (`docs/method/suv.md`).
 //!
 //! Reading, in one pass per folder:
 //! 1. [`scan_dir`] finds the files (recursively), reads each header up to

@@ -1,4 +1,4 @@
-//! Pixel decoding of a sorted series into one raster (SPEC §2 rule 2).
+//! Pixel decoding of a sorted series into one raster (`docs/method/suv.md` §2).
 //!
 //! Each slice is decoded by dicom-pixeldata (native, deflate, RLE, JPEG
 //! lossless/baseline and, through the pure-Rust `openjp2` feature, JPEG 2000)

@@ -1,4 +1,4 @@
-//! SUVbw from PET DICOM tags by the QIBA vendor-neutral rules (SPEC §2, rules 3–9).
+//! SUVbw from PET DICOM tags by the QIBA vendor-neutral rules (`docs/method/suv.md` §3).
 //!
 //! [`compute_suv`] is a pure function of the tag values of one series
 //! ([`PetSuvTags`]) and the user's explicit overrides ([`SuvOverrides`]). It

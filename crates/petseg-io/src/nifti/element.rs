@@ -13,7 +13,7 @@ mod sealed {
 /// `u8`, `i8`, `i16`, `u16`, `i32`, `f32`, `f64`.
 ///
 /// The trait is sealed: the set of types is the set of NIfTI datatype codes
-/// this crate supports (SPEC §2).
+/// this crate supports (`docs/method/data.md` §2).
 pub trait NiftiElement: Copy + Send + Sync + 'static + sealed::Sealed {
     /// The NIfTI `datatype` code (2 = uint8, 4 = int16, 16 = float32, ...).
     const DATATYPE: i16;

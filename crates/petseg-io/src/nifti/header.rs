@@ -16,7 +16,7 @@ pub(crate) const HEADER_LEN: usize = 348;
 /// 4-byte extension flag (no extensions).
 pub(crate) const WRITE_VOX_OFFSET: usize = 352;
 
-/// Where a file's affine came from (SPEC §2 precedence).
+/// Where a file's affine came from (the precedence of `docs/method/data.md` §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AffineSource {
     /// `srow_x/y/z`, because `sform_code > 0`.

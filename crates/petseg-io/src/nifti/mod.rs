@@ -9,7 +9,7 @@
 //! extra dimensions are all 1. Gzip is recognised by its magic bytes, not by
 //! the file name.
 //!
-//! The affine follows SPEC §2: sform when `sform_code > 0`, else qform when
+//! The affine follows `docs/method/data.md` §2: sform when `sform_code > 0`, else qform when
 //! `qform_code > 0` (quaternion as in the reference C library
 //! `nifti_quatern_to_mat44`; negative pixdims are made positive and zero
 //! pixdims become 1, as nibabel fixes them on load), else nibabel's base

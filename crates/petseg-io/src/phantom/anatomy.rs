@@ -79,7 +79,7 @@ impl Tissue {
     }
 
     /// Physiological PSMA uptake range (SUVbw) the generator draws from
-    /// (SPEC §10); uniform within the range, per case (per loop for bowel,
+    /// (`docs/method/cohort.md` §4); uniform within the range, per case (per loop for bowel,
     /// per gland for salivary and lacrimal glands).
     pub fn suv_range(self) -> (f32, f32) {
         match self {

@@ -1,6 +1,6 @@
 //! Lesion sampling and placement: how many, where, how large, how hot.
 //!
-//! Statistics follow the reference study (SPEC §10, 684 lesions in 380
+//! Statistics follow the reference study (`docs/method/cohort.md` §5, 684 lesions in 380
 //! scans): the count per case is 0 with probability 0.2, else 1 + a
 //! geometric number with mean 1.25 (capped at 10 in all), giving a mean of
 //! 1.80; volumes are log-normal with mean 6.68 ml and SD 10.20 ml (clamped to
@@ -119,7 +119,7 @@ impl LesionRegion {
     }
 }
 
-/// Study statistics the generator draws from (SPEC §10).
+/// Study statistics the generator draws from (`docs/method/cohort.md` §5).
 pub mod targets {
     /// Mean number of lesions per case.
     pub const MEAN_COUNT: f64 = 1.8;

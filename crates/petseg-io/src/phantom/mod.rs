@@ -1,4 +1,4 @@
-//! The synthetic PSMA PET/CT cohort (SPEC §10): seeded whole-body cases
+//! The synthetic PSMA PET/CT cohort (`docs/method/cohort.md`): seeded whole-body cases
 //! so that everything runs on a fresh machine without patient data.
 //!
 //! # What a case holds

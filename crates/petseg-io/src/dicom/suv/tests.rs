@@ -1,8 +1,8 @@
 //! Every branch of the SUV rules on synthetic metadata.
 //!
 //! The reference case (F-18, 370 MBq, 72.5 kg, injection 09:15:00, scan
-//! 10:20:30, Δt = 3930 s) was computed by hand and with pydicom for
-//! `shared/notes/crates.md` §4: 2.963204e-4 g/Bq.
+//! 10:20:30, Δt = 3930 s) was computed by hand and with pydicom:
+//! 2.963204e-4 g/Bq (the worked example of `docs/method/suv.md` §3).
 
 use super::*;
 
