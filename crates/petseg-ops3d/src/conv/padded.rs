@@ -4,10 +4,10 @@
 //! from the tile's first output voxel. For strided convolutions that needs
 //! the per-tile phase-split copy of `direct::fill`; with stride 1 it only
 //! needs zero padding, so the whole input is padded once (one pass, about the
-//! input's size) and the kernels read it in place. Each input voxel used to be
-//! copied once per output depth plane that reads it (`kd` times, plus the
-//! tiles' halo rows); profiling put those copies at 5–12 % of a network's
-//! train step.
+//! input's size) and the kernels read it in place. Copying rows per tile
+//! instead would copy each input voxel once per output depth plane that reads
+//! it (`kd` times, plus the tiles' halo rows); profiling put such copies at
+//! 5–12 % of a network's train step.
 //!
 //! Layout: `[n·c][E_d][E_h][E_w]` with `E = max(in + 2·p, (out − 1) + (k − 1)·d + 1)`
 //! per axis (the second term covers geometries whose output is given
