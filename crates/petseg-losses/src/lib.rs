@@ -60,11 +60,8 @@
 //!
 //! ## Speed
 //! `benches/losses.rs` times forward + backward at `[2, 2, 96³]` and runs
-//! `scripts/bench_torch.py` (MONAI / the PyTorch L1DFL port) in the same run. On the 2-vCPU
-//! Xeon, shared with other jobs (load 5.6–6.3), PyTorch time / candle time was 2.2× for Dice,
-//! 5.4–5.5× for DiceFocal, 6.7–7.2× for L1DFL, 3.4–5.0× for DiceCE and 3.8–5.6× for softmax
-//! Focal over the two final runs; at load 8 one Dice run fell to 0.69×. The tables, the caveats
-//! and where the time goes are in the crate README.
+//! `scripts/bench_torch.py` (MONAI / the PyTorch L1DFL port) in the same run; the measured
+//! figures are in the crate README.
 
 mod bins;
 mod block;
