@@ -27,15 +27,8 @@
 //! Not supported (clear errors): multi-frame (Enhanced) image files,
 //! JPEG-LS (needs the `charls` feature and cmake), DecayCorrection NONE.
 //!
-//! Performance (`cargo bench -p petseg-io --bench dicom_convert`, 2 vCPU
-//! AMD EPYC shared with ~8 other builds and tests during measurement, so
-//! pessimistic): a whole-body study of 300 PT slices (192×192, 23 MB) and
-//! 600 CT slices (512×512, 315 MB), Explicit VR Little Endian, converted end
-//! to end in **13.1 s**: header scan 0.07 s, checks + SUV 0.001 s, PT decode
-//! 0.25 s, CT decode 6.4 s, CT → PET-grid resampling 2.2 s, three `.nii.gz`
-//! writes 4.2 s. Reading both series (scan + checks + decode) took 6.75 s;
-//! pydicom 3.0.2 reading the same files into sorted, rescaled arrays took
-//! 6.67 s in the same run (ratio 0.99×).
+//! Conversion times (`cargo bench -p petseg-io --bench dicom_convert`, with
+//! pydicom as the peer) are in the crate README.
 //!
 //! ```no_run
 //! use petseg_io::dicom::{read_pet_suv, read_ct_hu, SuvOverrides};

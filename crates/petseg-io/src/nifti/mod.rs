@@ -60,7 +60,7 @@
 //! parallel, straight into their slices of the volume. Files from other
 //! writers are inflated as one stream, also straight into the buffer.
 //!
-//! Measured figures are in the crate docs (`petseg_io`, "Benchmarks").
+//! Measured load and save times are in the crate README.
 
 mod element;
 mod gz;

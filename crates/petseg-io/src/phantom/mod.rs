@@ -54,29 +54,9 @@
 //! output does not depend on the number of threads, and the same seed gives
 //! byte-identical files.
 //!
-//! # Speed
-//! `cargo bench -p petseg-io --bench phantom` on 2 vCPU (AMD EPYC), shared
-//! with other agents' builds during the measurements (load average 4–9), so
-//! the figures are pessimistic; ranges are over four runs:
-//!
-//! | size | generate | generate + write 3 `.nii.gz` |
-//! |---|---|---|
-//! | small | 0.15–0.36 s/case | 0.21–0.56 s/case |
-//! | full (PET 192×192×542, CT 512×512×511) | 3.5–5.6 s/case | 4.0–6.2 s/case |
-//!
-//! The PSF blur of the full PET grid took 0.42 s; SciPy's
-//! `ndimage.gaussian_filter` on the same grid and σ took 0.43 s in the same
-//! run (there is no Python peer of the generator as a whole). The CT grid
-//! dominates a full case: painting 134 M voxels (closed-form row intervals
-//! per solid), texture noise (table look-ups), and the trilinear resampling
-//! onto the PET grid.
-//!
-//! Measured in the full case (median over each tissue's voxels, lesions
-//! excluded): liver 6.2, spleen 5.1, kidneys 35, bladder 34, bowel 3.6,
-//! salivary 13, blood 1.45, bone 1.05, muscle 0.61, fat 0.29 SUV; the small
-//! lacrimal glands read 8.7 (partial volume under the 6 mm PSF, drawn at
-//! 10–20). CT: air −1000, lung −838, fat −105, muscle 45, liver 55, bone
-//! 701 HU.
+//! The tissue values a generated case actually shows, and generation
+//! times (`cargo bench -p petseg-io --bench phantom`), are in
+//! `docs/method/cohort.md` §4 and the crate README.
 //!
 //! ```no_run
 //! use petseg_io::phantom::{generate_case, PhantomConfig, Size};
