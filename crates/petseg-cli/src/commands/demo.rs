@@ -71,9 +71,8 @@ const N_VAL: usize = 2;
 const PATCH: usize = 32;
 /// Sliding-window edge for validation and prediction. The small SegResNet's
 /// GroupNorm (one channel per group at full resolution) makes its output
-/// depend on the window's content; on a 20-case seed-2026 cohort the trained
-/// demo model scored held-out mean DSC 0.454 / 0.568 / 0.557 with windows of
-/// 32 / 48 / 64 (crates/petseg-train/README.md, "The demo recipe").
+/// depend on the window's content, so the window is larger than the training
+/// patch (crates/petseg-train/README.md, "The demo recipe").
 const WINDOW: usize = 48;
 
 /// The demo's run config. It departs from the study's recipe (lr 2e-4,
@@ -202,8 +201,7 @@ pub fn run(args: Args) -> Result<()> {
 
     eprintln!("[4/5] predicting the {} held-out cases", test.len());
     // The final weights, not the best-validation ones: with two validation
-    // cases the best epoch is noise (seed 2026: the epoch-120 "best" of a
-    // 200-epoch run scored held-out 0.424, the final weights 0.472, without TTA).
+    // cases the best epoch is noise.
     let weights = cfg.run_dir.join(files::MODEL_LAST);
     let models = load_models(&cfg.model, cfg.preprocess, &[weights], &device)?;
     let nets: Vec<&dyn Segmenter> = models.nets.iter().map(|n| n.as_ref()).collect();
@@ -214,7 +212,7 @@ pub fn run(args: Args) -> Result<()> {
             mode: BlendMode::Gaussian,
             ..Default::default()
         },
-        // Flip TTA: held-out mean DSC 0.472 → 0.596 on seed 2026.
+        // Flip TTA: the mean of the 8 flipped predictions steadies the small network.
         tta: true,
         precision: args.precision,
         ..Default::default()
