@@ -63,7 +63,7 @@
 //! faster in bf16. Memory is saved: the ops take and return bf16 tensors
 //! (the conversion to f32 happens inside each op, outside the autograd
 //! graph), so the graph keeps bf16 activations (measured on the CPU: peak
-//! memory of a [1,2,64³] train step −30 % for SegResNet, −19 % for the
+//! memory of a `[1,2,64³]` train step −30 % for SegResNet, −19 % for the
 //! Attention U-Net, see the README). On the CPU bf16 is slower than f32
 //! (≈ 1.5×: the same f32 kernels plus the conversions) and `petseg` prints a
 //! one-line warning; it is allowed because it is how bf16 is tested. **Nothing of this crate has run

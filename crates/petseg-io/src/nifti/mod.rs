@@ -24,9 +24,9 @@
 //! `.nii.gz` the largest output deflate can produce from the compressed size
 //! (~1032:1). The buffer itself is reserved fallibly (`try_reserve_exact`)
 //! and only committed as data is inflated, so a lying header yields an
-//! [`IoError::Format`] naming the file, never a panic or an abort. Bitpix is
-//! not checked (nibabel ignores it too); trailing bytes after the voxels are
-//! ignored, but a gzip CRC mismatch is an error.
+//! [`IoError::Format`](crate::IoError::Format) naming the file, never a panic
+//! or an abort. Bitpix is not checked (nibabel ignores it too); trailing
+//! bytes after the voxels are ignored, but a gzip CRC mismatch is an error.
 //!
 //! # Writing
 //! [`write_nifti`] writes `.nii` or `.nii.gz` (chosen by the file name;
