@@ -33,7 +33,8 @@
 //!   their gradients.
 //! * CUDA (`--features cuda`, which forwards to `candle-core/cuda` and needs
 //!   nvcc at build time): f32 kernels compiled at run time with NVRTC, conv
-//!   through im2col/col2im + cuBLAS sgemm; f16/bf16 are converted inside the op as on the CPU (compile-checked; the op-by-op GPU check predates it).
+//!   through im2col/col2im + cuBLAS sgemm; f16/bf16 are converted inside the
+//!   op as on the CPU (compile-checked, not yet run on a GPU).
 //! * Inputs may be non-contiguous; they are copied to contiguous ones first.
 //!
 //! ## Example
